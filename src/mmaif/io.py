@@ -62,6 +62,14 @@ def _png_is_16bit_colour(path: Path) -> bool:
     return head[24] == 16 and head[25] in (2, 6)
 
 
+def _is_16bit_colour(path: Path, im: Image.Image) -> bool:
+    """16-bit RGB(A) files, which Pillow would reduce to 8 bits: decoded with OpenCV instead."""
+    if path.suffix.lower() == ".png":
+        return _png_is_16bit_colour(path)
+    bps = getattr(im, "tag_v2", {}).get(258)  # TIFF BitsPerSample
+    return isinstance(bps, tuple) and len(bps) >= 3 and max(bps) >= 16
+
+
 def _read_with_opencv(path: Path) -> np.ndarray:
     import cv2
 
@@ -97,7 +105,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
                     raise InputError(
                         f"{path}: {w}x{h} = {w * h} pixels is over the limit of {max_pixels} "
                         "(possible decompression bomb); raise it with --max-pixels if intended")
-                if path.suffix.lower() == ".png" and _png_is_16bit_colour(path):
+                if _is_16bit_colour(path, im):
                     arr = _read_with_opencv(path)
                 else:
                     im = ImageOps.exif_transpose(im)
@@ -138,8 +146,6 @@ def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
         return np.asarray(im, dtype=np.float32)
     if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
         arr = np.asarray(im.convert("RGB") if mode not in ("RGB", "RGBA") else im)
-        if path.suffix.lower() in (".tif", ".tiff") and "16" in str(im.tile[:1]):
-            return _read_with_opencv(path)
         return arr[..., :3]
     try:  # unusual TIFF layouts (e.g. 16-bit RGB) that Pillow cannot represent
         return _read_with_opencv(path)
