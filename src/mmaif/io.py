@@ -96,29 +96,26 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     """Read an image file into a :class:`Picture`; raise :class:`InputError` on any problem."""
     path = Path(path)
     _check_readable(path)
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise InputError(
-                        f"{path}: {w}x{h} = {w * h} pixels is over the limit of {max_pixels} "
-                        "(possible decompression bomb); raise it with --max-pixels if intended")
                 if _is_16bit_colour(path, im):
                     arr = _read_with_opencv(path)
                 else:
-                    im = ImageOps.exif_transpose(im)
-                    arr = _pil_to_array(im, path)
-    except InputError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}); "
-                         f"supported: {', '.join(READ_EXTS)}") from None
+                    arr = _pil_to_array(ImageOps.exif_transpose(im), path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{path}: more than {max_pixels} pixels (possible decompression bomb); "
+                         "raise the limit with --max-pixels if the image is genuine") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not a readable image; supported: {', '.join(READ_EXTS)}") \
+            from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise InputError(f"{path}: cannot decode ({exc}); the file may be truncated or corrupt") \
             from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     data, bits = _to_float(arr)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
