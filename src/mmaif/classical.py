@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .metrics import RGB2GRAY
+from .metrics import RGB2GRAY, gaussian_window
 
 _LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
@@ -45,12 +45,6 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.
     return box_mean(a, r) * guide + box_mean(b, r)
 
 
-def _gauss_kernel(size: int, sigma: float) -> np.ndarray:
-    t = np.arange(size) - (size - 1) / 2.0
-    g = np.exp(-(t * t) / (2 * sigma * sigma))
-    return g / g.sum()
-
-
 def _separable(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Correlate the last two axes with 1-D kernel ``k`` (replicated borders, as imfilter)."""
     y = ndimage.correlate1d(x, k, axis=-1, mode="nearest")
@@ -74,7 +68,7 @@ def gff_weights(guides: np.ndarray, r1: int = 45, eps1: float = 0.3, r2: int = 7
     """
     n = guides.shape[0]
     h = np.abs(np.stack([ndimage.correlate(g, _LAPLACIAN, mode="nearest") for g in guides]))
-    s = _separable(h, _gauss_kernel(11, 5.0))
+    s = _separable(h, gaussian_window(11, 5.0))
     p = (np.argmax(s, axis=0)[None] == np.arange(n)[:, None, None]).astype(np.float64)
     out = []
     for r, eps in ((r1, eps1), (r2, eps2)):

@@ -62,7 +62,9 @@ def _hist256(x: np.ndarray, rounding: Callable = np.floor) -> np.ndarray:
     return np.bincount(idx, minlength=256).astype(np.float64)
 
 
-def _gauss_1d(size: int, sigma: float) -> np.ndarray:
+def gaussian_window(size: int, sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian of ``size`` taps (MATLAB fspecial('gaussian') is its outer
+    product)."""
     t = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
     g = np.exp(-(t * t) / (2.0 * sigma * sigma))
     return g / g.sum()
@@ -171,7 +173,7 @@ def _ssim_mean(x: np.ndarray, y: np.ndarray) -> float:
     """Mean SSIM map (Wang et al. 2004): 11x11 Gaussian, sigma 1.5, 'valid' window, L = 255."""
     if min(x.shape) < 11:
         return float("nan")
-    win = _gauss_1d(11, 1.5)
+    win = gaussian_window(11, 1.5)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mx, my = _filter_valid(x, win), _filter_valid(y, win)
     sxx = _filter_valid(x * x, win) - mx * mx
@@ -232,7 +234,7 @@ def _vif_pixel(ref: np.ndarray, dist: np.ndarray) -> float:
     num = den = 0.0
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
-        win = _gauss_1d(n, n / 5.0)
+        win = gaussian_window(n, n / 5.0)
         if scale > 1:
             if min(ref.shape) < n:
                 break
