@@ -68,6 +68,39 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--resize", action="store_true", help="resize to the fused image's size")
     m.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
 
+    g = sub.add_parser("degrade", help="apply one degradation operator to an image")
+    g.add_argument("image", nargs="?", help="input image")
+    g.add_argument("--list", action="store_true", help="list every operator and its ranges")
+    g.add_argument("--op", help="operator name (see --list)")
+    g.add_argument("--severity", default="moderate", help="slight, moderate or heavy")
+    g.add_argument("--seed", type=int, default=0, help="seed of the parameter draw and noise")
+    g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a drawn parameter (repeatable)")
+    g.add_argument("--depth", help="Depth Anything model folder for haze (default: heuristic)")
+    _add_out(g, "output image file")
+
+    s = sub.add_parser("synth", help="synthesize degraded pairs + GT + prompts with a manifest")
+    s.add_argument("--task", default="all", help="vif, mef, mff or all (default: all)")
+    s.add_argument("--src", action="append", default=[], metavar="ROOT",
+                   help="dataset root with clean pairs (repeatable)")
+    _add_out(s, "output folder")
+    s.add_argument("--n", type=int, default=100, help="number of samples in total")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
+    s.add_argument("--teacher", help="gff, mertens, laplacian, a GT folder, or per task: "
+                   "vif=gff,mef=mertens,mff=gff (the default)")
+    s.add_argument("--max-side", type=int, help="downscale crops to this long side")
+    s.add_argument("--clean-prob", type=float, default=0.1,
+                   help="share of samples without degradation (default: 0.1)")
+    s.add_argument("--severity", default="slight,moderate,heavy",
+                   help="severities to draw from (comma-separated)")
+    s.add_argument("--keep-clean", action="store_true", help="also write the clean crops")
+    s.add_argument("--depth", help="Depth Anything model folder for haze (default: heuristic)")
+    s.add_argument("--replay", metavar="MANIFEST", help="regenerate the samples of a manifest")
+    s.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
+    s.add_argument("--sheet", metavar="IMAGE", help="also render a contact sheet image")
+    s.add_argument("--sheet-rows", type=int, default=24)
+
     d = sub.add_parser("demo", help="fuse built-in demo pairs and write an HTML page")
     _add_out(d, "output folder (default: demo_out)", default="demo_out")
     return parser
@@ -211,7 +244,85 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "demo": cmd_demo}
+def cmd_degrade(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .degrade.depth import make_depth_estimator
+    from .degrade.ops import OPS, SEVERITIES, apply_op
+    from .degrade.pipeline import TASK_OPS
+    from .io import check_output_path, read_image, write_image
+
+    if args.list:
+        for name, op in OPS.items():
+            where = ", ".join(f"{t}({'/'.join(v[name])})" for t, v in TASK_OPS.items()
+                              if name in v)
+            ranges = "; ".join(f"{sev}: " + ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi)
+                                                      in op.ranges[sev].items())
+                               for sev in SEVERITIES)
+            extra = "".join(f"; {k} in {list(v)}" for k, v in op.choices.items())
+            print(f"{name:14s} {op.doc} [tasks: {where}] [{ranges}{extra}]")
+        return 0
+    if not args.image or not args.op or not args.out:
+        raise UsageError("give IMAGE --op NAME -o OUT (or --list)")
+    if args.op not in OPS:
+        raise UsageError(f"unknown operator {args.op!r}; choose one of {', '.join(OPS)}")
+    if args.severity not in SEVERITIES:
+        raise UsageError(f"unknown severity {args.severity!r}; use {', '.join(SEVERITIES)}")
+    out = check_output_path(args.out, (args.image,))
+    pic = read_image(args.image)
+    op = OPS[args.op]
+    params = op.sample(np.random.default_rng(args.seed), args.severity)
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or key not in params:
+            raise UsageError(f"--param {item!r}: expected NAME=VALUE with NAME in "
+                             f"{', '.join(params) or '(none)'}")
+        params[key] = type(params[key])(value) if not isinstance(params[key], str) else value
+    depth = make_depth_estimator(args.depth)(pic.data) if op.uses_depth else None
+    img = apply_op(args.op, pic.data, params, np.random.default_rng([args.seed, 1]), depth)
+    write_image(out, img, pic.bits)
+    print(f"wrote {out}: {args.op} ({args.severity}) "
+          + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in params.items()), file=sys.stderr)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .pairs import TASKS
+    from .sheet import contact_sheet
+    from .synth import SynthConfig, replay, summary, synthesize
+    from .teachers import parse_teachers
+
+    if not args.out:
+        raise UsageError("give the output folder with -o/--out")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.replay:
+        rows = replay(args.replay, args.out, args.workers, args.progress)
+    else:
+        tasks = list(TASKS) if args.task == "all" else [args.task]
+        if args.task != "all" and args.task not in TASKS:
+            raise UsageError(f"unknown task {args.task!r}; use vif, mef, mff or all")
+        cfg = SynthConfig(tasks=tasks, sources=[str(Path(s)) for s in args.src], n=args.n,
+                          seed=args.seed, clean_prob=args.clean_prob,
+                          severities=[s.strip() for s in args.severity.split(",")],
+                          max_side=args.max_side, teachers=parse_teachers(args.teacher),
+                          depth=args.depth, keep_clean=args.keep_clean)
+        rows = synthesize(cfg, args.out, args.workers, args.progress)
+    info = summary(rows)
+    print(f"{args.out}: {info['samples']} samples {info['tasks']}, {info['clean']} clean; "
+          f"ops {info['ops']}", file=sys.stderr)
+    if args.sheet:
+        from .io import check_output_path
+
+        check_output_path(args.sheet, exts=(".png", ".jpg", ".jpeg"))
+        contact_sheet(rows, args.out, args.sheet, args.sheet_rows)
+        print(f"wrote {args.sheet}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "degrade": cmd_degrade,
+            "synth": cmd_synth, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
