@@ -8,9 +8,12 @@ STAMP_TEST := $(VENV)/.installed-test
 
 .PHONY: demo test lint bench clean
 
+# torch first: `pip install torch==2.13.0` takes the CPU wheel on this machine's disk; asked
+# for later through the project's dependencies it could pull a multi-GB CUDA build instead.
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q -e .

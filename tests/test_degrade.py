@@ -130,3 +130,46 @@ def test_prompts_are_sentences_and_deterministic(task):
         p1 = compose_prompt(task, recs, np.random.default_rng(seed))
         assert p1 == compose_prompt(task, recs, np.random.default_rng(seed))
         assert p1[0].isupper() and p1.endswith(".") and "{" not in p1 and "  " not in p1
+
+
+def _tiny_depth_anything(folder):
+    import torch
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(0)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                            intermediate_size=64, patch_size=14, image_size=56,
+                            out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    cfg = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32,
+                              neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+                              head_hidden_size=8, patch_size=14)
+    model = DepthAnythingForDepthEstimation(cfg).eval()
+    model.save_pretrained(folder)  # config.json + model.safetensors, like a real checkpoint
+    return model
+
+
+def test_depth_anything_loads_a_local_folder(tmp_path):
+    import torch
+
+    model = _tiny_depth_anything(tmp_path / "da")
+    est = make_depth_estimator(str(tmp_path / "da"), size=56)
+    img = texture(40, 60, 3)
+    d = est(img)
+    assert d.shape == (40, 60) and d.min() == 0 and d.max() == pytest.approx(1.0)
+    np.testing.assert_array_equal(d, est(img))
+    # the loaded weights are the saved ones: same prediction as the in-memory model
+    x = torch.randn(1, 3, 56, 84)
+    with torch.no_grad():
+        assert torch.allclose(model(pixel_values=x).predicted_depth,
+                              est.model(pixel_values=x).predicted_depth, atol=1e-5)
+
+
+def test_degrade_haze_with_depth_model(cli, tmp_path):
+    _tiny_depth_anything(tmp_path / "da")
+    from .conftest import save
+
+    img = save(tmp_path / "x.png", texture(30, 40, 3))
+    code, _, err = cli("degrade", img, "--op", "haze", "--depth", tmp_path / "da", "-o",
+                       tmp_path / "h.png")
+    assert code == 0, err

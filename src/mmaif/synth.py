@@ -83,9 +83,12 @@ def sample_id(i: int) -> str:
     return f"{i:06d}"
 
 
-def plan(i: int, cfg: SynthConfig, pairs: dict[str, list[Pair]]) -> dict:
-    """All random decisions of sample ``i`` -> its manifest row (no pixels touched)."""
-    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, i]))
+def plan(i: int, cfg: SynthConfig, pairs: dict[str, list[Pair]],
+         epoch: int | None = None) -> dict:
+    """All random decisions of sample ``i`` (of ``epoch``, for on-the-fly datasets) -> its
+    manifest row (no pixels touched)."""
+    key = [cfg.seed, epoch, i] if epoch else [cfg.seed, i]  # epoch 0 == `mmaif synth`
+    rng = np.random.default_rng(np.random.SeedSequence(key))
     task = cfg.tasks[i % len(cfg.tasks)]
     pair = pairs[task][int(rng.integers(len(pairs[task])))]
     w, h = _image_size(pair.a)
@@ -98,7 +101,7 @@ def plan(i: int, cfg: SynthConfig, pairs: dict[str, list[Pair]]) -> dict:
             "crop": {"x": x, "y": y, "w": cw, "h": ch, "scale": s},
             "max_side": cfg.max_side, "teacher": cfg.teachers[task], "depth": cfg.depth or
             "fallback", "ops": ops, "prompt": compose_prompt(task, ops, rng), "seed": cfg.seed,
-            "index": i}
+            "index": i, **({"epoch": epoch} if epoch else {})}
 
 
 def _image_size(path: Path) -> tuple[int, int]:

@@ -65,7 +65,9 @@ class DepthAnythingDepth:
             raise InputError(f"{folder}: not a transformers model folder (no config.json)")
         import torch
         from transformers import AutoModelForDepthEstimation
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = AutoModelForDepthEstimation.from_pretrained(
             folder, local_files_only=True, use_safetensors=True).to(self.device).eval()
@@ -90,8 +92,8 @@ class DepthAnythingDepth:
         return (1.0 - _normalise(disp.astype(np.float64))).astype(np.float32)
 
 
-def make_depth_estimator(spec: str | None) -> DepthEstimator:
+def make_depth_estimator(spec: str | None, **kw) -> DepthEstimator:
     """``None`` / 'fallback' -> :class:`FallbackDepth`; a folder path -> Depth Anything."""
     if spec in (None, "", "fallback"):
         return FallbackDepth()
-    return DepthAnythingDepth(spec)
+    return DepthAnythingDepth(spec, **kw)
