@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-side", type=int, help="downscale crops to this long side")
     s.add_argument("--clean-prob", type=float, default=0.1,
                    help="share of samples without degradation (default: 0.1)")
+    s.add_argument("--counts", default="1:0.4,2:0.4,3:0.2",
+                   help="distribution of the number of degradations per sample")
+    s.add_argument("--crop-scales", default="1,0.8,0.6,0.5",
+                   help="crop sizes as fractions of the source (one drawn per sample)")
     s.add_argument("--severity", default="slight,moderate,heavy",
                    help="severities to draw from (comma-separated)")
     s.add_argument("--keep-clean", action="store_true", help="also write the clean crops")
@@ -303,8 +307,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
         tasks = list(TASKS) if args.task == "all" else [args.task]
         if args.task != "all" and args.task not in TASKS:
             raise UsageError(f"unknown task {args.task!r}; use vif, mef, mff or all")
+        try:
+            counts = {int(k): float(v) for k, v in
+                      (item.split(":") for item in args.counts.split(","))}
+            scales = [float(x) for x in args.crop_scales.split(",")]
+        except ValueError:
+            raise UsageError("--counts takes N:P pairs like 1:0.4,2:0.4,3:0.2 and "
+                             "--crop-scales numbers like 1,0.8,0.5") from None
+        if not all(1 <= k <= 3 for k in counts) or not all(0 < x <= 1 for x in scales):
+            raise UsageError("--counts: N in 1..3; --crop-scales: values in (0, 1]")
         cfg = SynthConfig(tasks=tasks, sources=[str(Path(s)) for s in args.src], n=args.n,
-                          seed=args.seed, clean_prob=args.clean_prob,
+                          seed=args.seed, clean_prob=args.clean_prob, counts=counts,
+                          crop_scales=scales,
                           severities=[s.strip() for s in args.severity.split(",")],
                           max_side=args.max_side, teachers=parse_teachers(args.teacher),
                           depth=args.depth, keep_clean=args.keep_clean)

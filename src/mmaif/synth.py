@@ -190,8 +190,9 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
 _WORKER: dict = {}
 
 
-def _init_worker(cfg_dict: dict | None, depth: str | None) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _init_worker(cfg_dict: dict | None, depth: str | None, pool: bool = True) -> None:
+    if pool:  # Ctrl-C is handled by the parent, which then stops the pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     cfg = SynthConfig(**cfg_dict) if cfg_dict else None
     _WORKER.update(cfg=cfg, pairs=collect_pairs(cfg) if cfg else None,
                    depth=make_depth_estimator(depth))
@@ -229,8 +230,7 @@ def _run(out: Path, items: list, workers: int, cfg: SynthConfig | None, depth: s
 
 def _map(jobs: list, workers: int, cfg_dict: dict | None, depth: str | None) -> Iterator[dict]:
     if workers <= 1 or len(jobs) <= 1:
-        _init_worker(cfg_dict, depth)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _init_worker(cfg_dict, depth, pool=False)
         yield from map(_job, jobs)
         return
     import multiprocessing as mp
