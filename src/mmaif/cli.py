@@ -105,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sheet", metavar="IMAGE", help="also render a contact sheet image")
     s.add_argument("--sheet-rows", type=int, default=24)
 
+    i = sub.add_parser("info", help="model size, FLOPs and token grid for a preset or config")
+    i.add_argument("--preset", default="tiny", help="tiny, small or base (default: tiny)")
+    i.add_argument("--config", help="YAML config (preset + overrides) instead of --preset")
+    i.add_argument("--size", default="640x480", help="image size WxH (default: 640x480)")
+    i.add_argument("--tokenizer", default="pixel", help="pixel, kl:FOLDER or cosmos:FOLDER")
+    i.add_argument("--flow", action="store_true", help="the flow variant (one sampler step)")
+
+    ls = sub.add_parser("latent-stats", help="per-channel latent mean/std of a tokenizer")
+    ls.add_argument("--tokenizer", required=True, help="kl:FOLDER or cosmos:FOLDER")
+    ls.add_argument("--data", required=True, help="folder of images (searched recursively)")
+    ls.add_argument("--max-images", type=int, default=200)
+    _add_out(ls, "JSON file (default: latent_stats.json in the tokenizer folder)")
+
     d = sub.add_parser("demo", help="fuse built-in demo pairs and write an HTML page")
     _add_out(d, "output folder (default: demo_out)", default="demo_out")
     return parser
@@ -335,8 +348,51 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size {text!r}: expected WxH, e.g. 640x480") from None
+    if w < 1 or h < 1:
+        raise UsageError(f"--size {text!r}: sides must be positive")
+    return w, h
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .info import model_info
+
+    w, h = _parse_size(args.size)
+    for line in model_info(args.preset, args.config, (w, h), args.tokenizer, args.flow):
+        print(line)
+    return 0
+
+
+def cmd_latent_stats(args: argparse.Namespace) -> int:
+    import torch
+
+    from .io import READ_EXTS, atomic_write_bytes, read_image
+    from .tokenizers import latent_stats, make_tokenizer
+
+    tok = make_tokenizer(args.tokenizer)
+    files = sorted(p for p in Path(args.data).rglob("*") if p.suffix.lower() in READ_EXTS)
+    if not files:
+        raise InputError(f"{args.data}: no images found")
+    imgs = []
+    for p in files[: args.max_images]:
+        x = read_image(p).data
+        x = x if x.ndim == 3 else x[..., None].repeat(3, -1)
+        imgs.append(torch.from_numpy(x.transpose(2, 0, 1).copy()) * 2 - 1)
+    stats = latent_stats(tok, imgs)
+    out = Path(args.out) if args.out else Path(args.tokenizer.partition(":")[2]) / \
+        "latent_stats.json"
+    atomic_write_bytes(out, (json.dumps({**stats, "images": len(imgs)}) + "\n").encode())
+    print(f"wrote {out} ({len(imgs)} images, {len(stats['mean'])} channels)", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "degrade": cmd_degrade,
-            "synth": cmd_synth, "demo": cmd_demo}
+            "synth": cmd_synth, "info": cmd_info, "latent-stats": cmd_latent_stats,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
