@@ -100,3 +100,10 @@ def test_tiny_images_do_not_crash():
 def test_sizes_must_match():
     with pytest.raises(ValueError, match="differ in size"):
         M.compute_metrics(texture(4, 5), texture(4, 5), texture(5, 5))
+
+
+def test_blockiness():
+    smooth = texture(64, 64)
+    blocky = np.kron(texture(8, 8, 0, 3), np.ones((8, 8))) + 0.01 * smooth  # 8x8 blocks
+    assert 0.8 < M.blockiness(smooth) < 1.2
+    assert M.blockiness(blocky) > 10

@@ -25,6 +25,8 @@ def model_info(preset: str, config: str | None, size: tuple[int, int], tokenizer
                flow: bool = False) -> list[str]:
     tok = make_tokenizer(tokenizer)
     overrides = {"latent_channels": tok.z}
+    if tok.name != "pixel":  # the full-resolution head blends pixels: pixel tokens only
+        overrides["head"] = "latent"
     if flow:
         overrides.update(flow=True, head="latent")
     cfg = load_config_file(config) if config else make_config(preset)

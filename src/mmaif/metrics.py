@@ -391,6 +391,22 @@ METRICS: dict[str, Callable[..., float]] = {
 }
 
 
+def blockiness(img: np.ndarray, block: int = 8) -> float:
+    """Mean absolute neighbour difference across ``block``-pixel grid lines divided by the
+    mean elsewhere (1 = no visible block structure; pixel_shuffle artefacts give 2-3)."""
+    x = to_gray(np.asarray(img, np.float64))
+    dx, dy = np.abs(np.diff(x, axis=1)), np.abs(np.diff(x, axis=0))
+    on_x = (np.arange(dx.shape[1]) % block) == block - 1
+    on_y = (np.arange(dy.shape[0]) % block) == block - 1
+    edge = np.concatenate([dx[:, on_x].ravel(), dy[on_y].ravel()])
+    rest = np.concatenate([dx[:, ~on_x].ravel(), dy[~on_y].ravel()])
+    if not edge.size or not rest.size:
+        return float("nan")
+    if rest.mean() == 0:
+        return float("inf") if edge.mean() > 0 else float("nan")
+    return float(edge.mean() / rest.mean())
+
+
 def psnr_gt(fused: np.ndarray, gt: np.ndarray) -> float:
     """PSNR against a ground truth: 10 log10(1 / MSE) on [0, 1] images, over all channels."""
     fused, gt = _match_channels(fused, gt)
