@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--ext", default=".png", help="file type in folder mode (default: .png)")
     f.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse larger images (decompression-bomb guard)")
+    f.add_argument("--model", help="trained model: a saved pipeline folder or a training run "
+                   "folder (its latest checkpoint); without it a classical --method is used")
+    f.add_argument("--prompt", help="instruction for the model (default: a task prompt)")
+    f.add_argument("--steps", type=int, default=8, help="flow sampler steps (default: 8)")
+    f.add_argument("--sampler", choices=("euler", "heun"), default="euler")
+    f.add_argument("--shift", type=float, default=1.0, help="flow timestep shift")
+    f.add_argument("--seed", type=int, default=0, help="flow sampler seed")
+    f.add_argument("--tile", type=int, default=512, help="tile size for large images")
 
     m = sub.add_parser("metrics", help="fusion quality metrics (VIFB conventions)")
     m.add_argument("--a", help="source a (VIF: infrared)")
@@ -67,6 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(m, "folder mode: CSV file to write (default: print CSV to stdout)")
     m.add_argument("--resize", action="store_true", help="resize to the fused image's size")
     m.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+
+    t = sub.add_parser("train", help="train the fusion model (also under torchrun)")
+    t.add_argument("--config", help="YAML training config (keys of TrainConfig + model:)")
+    t.add_argument("--data", help="a `mmaif synth` output folder")
+    t.add_argument("--src", action="append", help="clean pair roots, synthesized on the fly")
+    _add_out(t, "run folder (checkpoints, logs, samples)")
+    t.add_argument("--objective", choices=("reg", "flow"))
+    t.add_argument("--preset", help="model preset: tiny, small, base")
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint "
+                   "in --out (exactly; only --max-steps may change)")
+    t.add_argument("--stop-after", type=int, help="stop after this many steps (resume later)")
+    for name, typ in (("batch", int), ("accum", int), ("patch", int), ("lr", float),
+                      ("warmup", int), ("seed", int), ("save-every", int),
+                      ("sample-every", int), ("log-every", int), ("keep-last", int),
+                      ("ema", float), ("balance-weight", float), ("fusion-weight", float),
+                      ("t-shift", float)):
+        t.add_argument(f"--{name}", type=typ)
+    t.add_argument("--tokenizer", help="pixel (default), kl:FOLDER, cosmos:FOLDER")
+    t.add_argument("--text", help="minilm (default), t5:FOLDER, t5-bf16:FOLDER")
+    t.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
 
     g = sub.add_parser("degrade", help="apply one degradation operator to an image")
     g.add_argument("image", nargs="?", help="input image")
@@ -133,15 +162,28 @@ def _out_bits(bits: str, *pictures) -> int:
     return 16 if any(p.bits == 16 for p in pictures) else 8
 
 
-def cmd_fuse(args: argparse.Namespace) -> int:
+def _fuser(args: argparse.Namespace):
+    """(a, b, task) -> fused array: the trained model when --model is given, else --method."""
     from .fusion import fuse_arrays
+
+    if not args.model:
+        return lambda a, b, task: fuse_arrays(a, b, args.method, args.colour)
+    from .pipeline import FusionPipeline
+
+    pipe = FusionPipeline.from_pretrained(args.model)
+    return lambda a, b, task: pipe(a, b, prompt=args.prompt, task=task, steps=args.steps,
+                                   sampler=args.sampler, shift=args.shift, seed=args.seed,
+                                   output="numpy", tile=args.tile)
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
     from .io import WRITE_EXTS, check_output_path, read_pair, write_image
-    from .pairs import discover_pairs
+    from .pairs import discover_pairs, infer_task
 
     if len(args.inputs) == 2:
         out = check_output_path(args.out, tuple(args.inputs))
         a, b = read_pair(*args.inputs, resize=args.resize, max_pixels=args.max_pixels)
-        fused = fuse_arrays(a.data, b.data, args.method, args.colour)
+        fused = _fuser(args)(a.data, b.data, args.task or infer_task(*args.inputs))
         write_image(out, fused, _out_bits(args.bits, a, b))
         print(f"wrote {out} ({a.size[0]}x{a.size[1]}, {'gray' if fused.ndim == 2 else 'RGB'})",
               file=sys.stderr)
@@ -164,9 +206,10 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     print(f"{root}: {layout}, {len(pairs)} pairs", file=sys.stderr)
     from tqdm import tqdm
 
+    fuse = _fuser(args)
     for p in tqdm(pairs, desc="fuse", unit="pair", file=sys.stderr):
         a, b = read_pair(p.a, p.b, resize=args.resize, max_pixels=args.max_pixels)
-        fused = fuse_arrays(a.data, b.data, args.method, args.colour)
+        fused = fuse(a.data, b.data, p.task or args.task)
         target = out_dir / (p.name + ext)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_image(target, fused, _out_bits(args.bits, a, b))
@@ -258,6 +301,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: exists and is not a folder")
     page = run_demo(out)
     print(f"wrote {page} — open it in a browser")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, load_train_config, train
+
+    cfg = load_train_config(args.config) if args.config else TrainConfig()
+    simple = {"data": args.data, "out": args.out, "objective": args.objective,
+              "preset": args.preset, "max_steps": args.max_steps, "tokenizer": args.tokenizer,
+              "text": args.text, "src": args.src}
+    for key in ("batch", "accum", "patch", "lr", "warmup", "seed", "save_every",
+                "sample_every", "log_every", "keep_last", "ema", "balance_weight",
+                "fusion_weight", "t_shift"):
+        simple[key] = getattr(args, key)
+    for key, value in simple.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    summary = train(cfg, resume=args.resume, stop_after=args.stop_after, progress=args.progress)
+    last = summary["last"]
+    print(f"{summary['run']}: step {summary['step']}, loss "
+          f"{summary['first_loss'] or float('nan'):.4g} -> {last.get('loss', float('nan')):.4g}",
+          file=sys.stderr)
     return 0
 
 
@@ -390,7 +455,7 @@ def cmd_latent_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "degrade": cmd_degrade,
+COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "train": cmd_train, "degrade": cmd_degrade,
             "synth": cmd_synth, "info": cmd_info, "latent-stats": cmd_latent_stats,
             "demo": cmd_demo}
 

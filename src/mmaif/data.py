@@ -39,9 +39,9 @@ def _patch(images: dict[str, np.ndarray], size: int, rng: np.random.Generator):
 
 
 def _item(row: dict, images: dict[str, np.ndarray], patch: int | None,
-          channels: int | None) -> dict:
+          channels: int | None, epoch: int = 0) -> dict:
     if patch:
-        rng = np.random.default_rng([row["seed"], row.get("epoch", 0), row["index"], 7])
+        rng = np.random.default_rng([row["seed"], epoch, row["index"], 7])
         images = _patch({k: images[k] for k in ("a", "b", "gt")}, patch, rng)
     return {"a": _to_tensor(images["a"], channels), "b": _to_tensor(images["b"], channels),
             "gt": _to_tensor(images["gt"], channels), "prompt": row["prompt"],
@@ -79,7 +79,7 @@ class SynthDataset(Dataset):
         if self._depth is None:  # built lazily, inside each DataLoader worker
             self._depth = make_depth_estimator(self.cfg.depth)
         row = self.row(i)
-        return _item(row, render(row, self._depth), self.patch, self.channels)
+        return _item(row, render(row, self._depth), self.patch, self.channels, self.epoch)
 
 
 class SynthFolder(Dataset):
@@ -90,6 +90,11 @@ class SynthFolder(Dataset):
         self.folder = Path(folder)
         self.rows = read_manifest(self.folder / "manifest.jsonl")
         self.patch, self.channels = patch, channels
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """New random patches each epoch (deterministic in the epoch)."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -98,4 +103,4 @@ class SynthFolder(Dataset):
         row = self.rows[i]
         images = {k: read_image(self.folder / k / f"{row['id']}.png").data
                   for k in ("a", "b", "gt")}
-        return _item(row, images, self.patch, self.channels)
+        return _item(row, images, self.patch, self.channels, self.epoch)

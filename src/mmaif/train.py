@@ -1,0 +1,519 @@
+"""Training: regression or rectified flow, single process or under ``torchrun`` (DDP).
+
+Every random draw is a function of (seed, step, sample index): the data order of epoch e is
+a permutation seeded by (seed, e), and each sample's flow noise and timestep are seeded by
+(seed, step, its index). So a run resumed from a checkpoint continues bit-exactly, and N
+processes with the same global batch compute the same update as one (DDP averages gradients;
+the MoE balance loss is computed per process, as in common MoE implementations).
+
+Run folder: ``checkpoints/step_NNNNNNN/`` (model, EMA and optimizer tensors in safetensors,
+``state.json`` with configs, step, data position, RNG state and file checksums; written to a
+temporary folder and renamed), ``log.jsonl``, ``tb/`` (TensorBoard, when installed) and
+``samples/`` (input / prediction / GT grids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import flow
+from .errors import InputError, UsageError
+from .model import DiTConfig, FusionDiT, fullres_output, latent_output, make_config
+
+CKPT_FILES = ("model.safetensors", "ema.safetensors", "optim.safetensors", "rng.safetensors")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; YAML files hold these keys plus ``model:`` (preset + overrides)."""
+
+    data: str | None = None           # a `mmaif synth` folder
+    src: list[str] = field(default_factory=list)  # or clean pair roots, synthesized on the fly
+    out: str = "runs/mmaif"
+    objective: str = "reg"            # reg | flow
+    preset: str = "tiny"
+    model: dict = field(default_factory=dict)
+    tokenizer: str = "pixel"
+    text: str = "minilm"
+    max_steps: int = 2000
+    batch: int = 8                    # global batch per optimizer step
+    accum: int = 1                    # micro-batches per optimizer step (per process)
+    patch: int = 128                  # training crop size (pixels)
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    balance_weight: float = 0.01
+    fusion_weight: float = 0.0        # auxiliary sum_i |X~ - X_i| + |grad X~ - grad X_i|
+    t_mean: float = 0.0
+    t_std: float = 1.0
+    t_shift: float = 1.0
+    seed: int = 0
+    onthefly_n: int = 10000
+    log_every: int = 10
+    save_every: int = 500
+    keep_last: int = 3
+    sample_every: int = 500
+    amp: bool = True                  # bf16 autocast on GPU
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"train config: unknown key(s) {', '.join(unknown)}")
+        return cls(**d)
+
+    def check(self) -> None:
+        if self.objective not in ("reg", "flow"):
+            raise UsageError(f"--objective {self.objective!r}: use reg or flow")
+        if not self.data and not self.src:
+            raise UsageError("give --data SYNTH_DIR (from mmaif synth) or --src ROOT")
+        if self.max_steps < 1 or self.batch < 1 or self.accum < 1:
+            raise UsageError("--max-steps, --batch and --accum must be positive")
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of settings")
+    model = dict(data.pop("model", {}) or {})
+    if "preset" in model:
+        data.setdefault("preset", model.pop("preset"))
+    return TrainConfig.from_dict({**data, "model": model})
+
+
+# --------------------------------------------------------------------------- helpers
+def _seeded(*key: int) -> torch.Generator:
+    h = hashlib.sha256(",".join(map(str, key)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(h[:8], "little") & (2**63 - 1))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr at max_steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def fusion_loss(pred: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
+    """sum_i |X~ - X_i|_1 + |grad X~ - grad X_i|_1 (means over pixels)."""
+    gx, gy = _grad(pred)
+    total = pred.new_zeros(())
+    for x in inputs:
+        ix, iy = _grad(x)
+        total = total + F.l1_loss(pred, x) + F.l1_loss(gx, ix) + F.l1_loss(gy, iy)
+    return total
+
+
+def build_model_config(cfg: TrainConfig, latent_channels: int, text_dim: int) -> DiTConfig:
+    over = {"latent_channels": latent_channels, "text_dim": text_dim, **cfg.model}
+    if cfg.objective == "flow":
+        over.update(flow=True, head="latent")
+    elif cfg.tokenizer != "pixel":
+        over.setdefault("head", "latent")
+    return make_config(cfg.preset, **over)
+
+
+class Components:
+    """Tokenizer, text encoder and model wiring shared by training and inference."""
+
+    def __init__(self, model: FusionDiT, tokenizer, text, objective: str):
+        self.model, self.tok, self.text, self.objective = model, tokenizer, text, objective
+
+    def condition(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.tok.encode(a), self.tok.encode(b)], dim=1)
+
+    def regress(self, net, a, b, pooled) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """One regression pass -> (image in [-1, 1], latent or None, aux)."""
+        cond = self.condition(a, b)
+        out, aux = net(cond, pooled)
+        cfg = self.model.cfg
+        if cfg.head == "fullres":
+            return fullres_output(out, [a, b], self.tok.f), None, aux
+        lat = latent_output(out, cond, cfg)
+        return self.tok.decode(lat), lat, aux
+
+    def sample_flow(self, net, a, b, pooled, steps: int, method: str = "euler",
+                    shift: float = 1.0, seed: int = 0, start: torch.Tensor | None = None,
+                    t0: float = 1.0) -> torch.Tensor:
+        cond = self.condition(a, b)
+        g = _seeded(seed, 0)
+        eps = torch.randn(cond.shape[0], self.tok.z, *cond.shape[2:], generator=g).to(cond)
+        z = eps if start is None else flow.refine_start(start, eps, t0)
+
+        def velocity(zt, t):
+            return net(cond, pooled, t, zt)[0]
+
+        return self.tok.decode(flow.sample(velocity, z, steps, method, shift, t0))
+
+
+# ------------------------------------------------------------------------ checkpoints
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _optim_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "scalars": {}}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                meta["scalars"][f"{pid}.{k}"] = v
+    return tensors, meta
+
+
+def _optim_load(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for name, v in tensors.items():
+        pid, k = name.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    for name, v in meta["scalars"].items():
+        pid, k = name.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(run: Path, step: int, model: FusionDiT, ema: FusionDiT,
+                    opt: torch.optim.Optimizer, cfg: TrainConfig, position: dict,
+                    keep_last: int) -> Path:
+    from safetensors.torch import save_file
+
+    ckdir = run / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    final = ckdir / f"step_{step:07d}"
+    tmp = ckdir / f".tmp_step_{step:07d}_{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+
+    def cpu(m):
+        return {k: v.detach().contiguous().cpu() for k, v in m.state_dict().items()}
+
+    save_file(cpu(model), str(tmp / "model.safetensors"))
+    save_file(cpu(ema), str(tmp / "ema.safetensors"))
+    opt_t, opt_meta = _optim_tensors(opt)
+    save_file(opt_t, str(tmp / "optim.safetensors"))
+    save_file({"torch_cpu": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+    state = {"step": step, "position": position, "train": asdict(cfg),
+             "model": model.cfg.to_dict(), "optimizer": opt_meta,
+             "numpy_rng": np.random.get_state()[1][:4].tolist(),
+             "files": {f: _sha(tmp / f) for f in CKPT_FILES}}
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    with open(tmp / "state.json", "rb") as fh:
+        os.fsync(fh.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in sorted(ckdir.glob("step_*"))[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run: str | Path) -> Path | None:
+    found = sorted((Path(run) / "checkpoints").glob("step_*"))
+    return found[-1] if found else None
+
+
+def read_checkpoint(ck: Path) -> tuple[dict, dict[str, dict]]:
+    """Verify and load a checkpoint folder -> (state, {file: tensors}); clear errors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((ck / "state.json").read_text())
+        files = state["files"]
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise InputError(f"{ck}: state.json is missing or damaged ({exc.__class__.__name__}); "
+                         "delete this checkpoint folder to resume from an earlier one") from None
+    tensors = {}
+    for name, digest in files.items():
+        p = ck / name
+        if not p.is_file() or _sha(p) != digest:
+            raise InputError(f"{ck}: {name} is missing, truncated or corrupt (checksum "
+                             "mismatch); delete this checkpoint folder to resume from an "
+                             "earlier one")
+        try:
+            tensors[name] = load_file(str(p))
+        except SafetensorError as exc:
+            raise InputError(f"{p}: unreadable ({exc})") from None
+    return state, tensors
+
+
+# -------------------------------------------------------------------------- training
+def _dist() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _dataset(cfg: TrainConfig):
+    from .data import SynthDataset, SynthFolder
+    from .synth import SynthConfig
+
+    if cfg.data:
+        if not (Path(cfg.data) / "manifest.jsonl").is_file():
+            raise InputError(f"{cfg.data}: no manifest.jsonl; --data takes a `mmaif synth` "
+                             "output folder")
+        return SynthFolder(cfg.data, patch=cfg.patch)
+    return SynthDataset(SynthConfig(tasks=["vif", "mef", "mff"], sources=list(cfg.src),
+                                    n=cfg.onthefly_n, seed=cfg.seed), patch=cfg.patch)
+
+
+def _collate(items: list[dict], device) -> dict:
+    out = {k: torch.stack([it[k] for it in items]).to(device) * 2 - 1 for k in ("a", "b", "gt")}
+    out["prompt"] = [it["prompt"] for it in items]
+    return out
+
+
+class _Logger:
+    def __init__(self, run: Path, enabled: bool, total: int, start: int, progress: str):
+        self.enabled, self.progress = enabled, progress
+        self.fh = open(run / "log.jsonl", "a") if enabled else None  # noqa: SIM115
+        self.tb = None
+        self.bar = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run / "tb"))
+        except ImportError:
+            self.tb = None
+        if progress == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc="train", unit="step",
+                            file=sys.stderr)
+
+    def log(self, step: int, values: dict) -> None:
+        if not self.enabled:
+            return
+        self.fh.write(json.dumps({"step": step, **values}) + "\n")
+        self.fh.flush()
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k != "lr"})
+        elif self.progress == "lines":
+            print(f"step {step} " + " ".join(f"{k}={v:.4g}" for k, v in values.items()),
+                  file=sys.stderr, flush=True)
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def say(self, text: str) -> None:
+        if self.enabled and self.progress != "none":
+            (self.bar.write if self.bar is not None else
+             lambda s: print(s, file=sys.stderr, flush=True))(text)
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _sample_grid(path: Path, batch: dict, pred: torch.Tensor) -> None:
+    from .io import atomic_write_bytes, encode_image
+
+    rows = []
+    for i in range(min(2, pred.shape[0])):
+        cells = [batch["a"][i], batch["b"][i], pred[i], batch["gt"][i]]
+        rows.append(torch.cat([((c.float().cpu().clamp(-1, 1) + 1) / 2) for c in cells], dim=2))
+    grid = torch.cat(rows, dim=1).permute(1, 2, 0).numpy()
+    atomic_write_bytes(path, encode_image(grid, ".png"))
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
+          progress: str = "bar") -> dict:
+    """Train to ``cfg.max_steps`` (or ``stop_after`` more steps); returns a summary."""
+    from safetensors.torch import load_file  # noqa: F401  (fail early if missing)
+
+    from .text import make_text_encoder
+    from .tokenizers import make_tokenizer
+
+    run = Path(cfg.out)
+    if resume:
+        ck = latest_checkpoint(run)
+        if ck is None:
+            raise InputError(f"{run}: no checkpoint to resume from (expected "
+                             f"{run}/checkpoints/step_*)")
+        state, tensors = read_checkpoint(ck)
+        saved = TrainConfig.from_dict(state["train"])
+        saved.max_steps = cfg.max_steps  # the only setting a resume may change
+        cfg = saved
+    cfg.check()
+    rank, world, local = _dist()
+    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    per_micro = cfg.batch // (world * cfg.accum)
+    if per_micro * world * cfg.accum != cfg.batch:
+        raise UsageError(f"--batch {cfg.batch} must be a multiple of processes x accum "
+                         f"({world} x {cfg.accum})")
+    torch.manual_seed(cfg.seed)
+    dataset = _dataset(cfg)
+    if len(dataset) < cfg.batch:
+        raise InputError(f"{len(dataset)} samples is fewer than one batch ({cfg.batch})")
+    text = make_text_encoder(cfg.text, device)
+    tok = make_tokenizer(cfg.tokenizer, device)
+    mcfg = build_model_config(cfg, tok.z, text.dim)
+    model = FusionDiT(mcfg).to(device)
+    ema = FusionDiT(mcfg).to(device).requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            betas=(0.9, 0.99))
+    step, epoch, pos = 0, 0, 0
+    if resume:
+        if DiTConfig.from_dict(state["model"]) != mcfg:
+            raise InputError(f"{ck}: its model config differs from the one rebuilt now")
+        model.load_state_dict(tensors["model.safetensors"])
+        ema.load_state_dict(tensors["ema.safetensors"])
+        _optim_load(opt, tensors["optim.safetensors"], state["optimizer"])
+        torch.set_rng_state(tensors["rng.safetensors"]["torch_cpu"])
+        step, epoch, pos = state["step"], state["position"]["epoch"], state["position"]["batch"]
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "samples").mkdir(exist_ok=True)
+        (run / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local] if device.type == "cuda" else None)
+    comps = Components(model, tok, text, cfg.objective)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.amp and device.type == "cuda") \
+        else torch.autocast("cpu", enabled=False)
+    end = cfg.max_steps if stop_after is None else min(cfg.max_steps, step + stop_after)
+    logger = _Logger(run, rank == 0, cfg.max_steps, step, progress)
+    per_epoch = len(dataset) // cfg.batch
+    t_start, first_loss, last = time.perf_counter(), None, {}
+    while step < end:
+        perm = torch.randperm(len(dataset), generator=_seeded(cfg.seed, epoch))
+        while pos < per_epoch and step < end:
+            idx = perm[pos * cfg.batch:(pos + 1) * cfg.batch]
+            mine = idx[rank::world].tolist()
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            terms: dict[str, float] = {}
+            for m in range(cfg.accum):
+                micro = mine[m * per_micro:(m + 1) * per_micro]
+                batch = _collate([dataset[i] for i in micro], device)
+                pooled = text.encode(batch["prompt"])[2].to(device)
+                sync = m == cfg.accum - 1 or world == 1
+                ctx = net.no_sync() if (world > 1 and not sync) else _nullctx()
+                with ctx, amp:
+                    loss, parts, pred = _loss(comps, net, batch, pooled, micro, step, cfg)
+                    (loss / cfg.accum).backward()
+                for k, v in parts.items():
+                    terms[k] = terms.get(k, 0.0) + v / cfg.accum
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                    pe.lerp_(pm, 1 - cfg.ema)
+            step += 1
+            pos += 1
+            logger.tick()
+            first_loss = terms["loss"] if first_loss is None else first_loss
+            last = terms
+            if rank == 0 and (step % cfg.log_every == 0 or step == end):
+                rate = step / max(1e-9, time.perf_counter() - t_start)
+                logger.log(step, {**terms, "lr": opt.param_groups[0]["lr"],
+                                  "grad_norm": float(gnorm), "steps_per_s": rate})
+            if rank == 0 and cfg.sample_every and step % cfg.sample_every == 0:
+                _sample_grid(run / "samples" / f"step_{step:07d}.png", batch, pred.detach())
+            if rank == 0 and (step % cfg.save_every == 0 or step == end):
+                ck = save_checkpoint(run, step, model, ema, opt, cfg,
+                                     {"epoch": epoch, "batch": pos}, cfg.keep_last)
+                logger.say(f"saved {ck}")
+        if pos >= per_epoch:
+            epoch, pos = epoch + 1, 0
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+    logger.close()
+    if world > 1:
+        torch.distributed.barrier()
+    return {"step": step, "first_loss": first_loss, "last": last, "run": str(run)}
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: list[int],
+          step: int, cfg: TrainConfig) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    a, b, gt = batch["a"], batch["b"], batch["gt"]
+    parts = {}
+    if cfg.objective == "reg":
+        pred, lat, aux = comps.regress(net, a, b, pooled)
+        main = F.l1_loss(lat, comps.tok.encode(gt)) if lat is not None else F.l1_loss(pred, gt)
+    else:
+        z0 = comps.tok.encode(gt)
+        gens = [_seeded(cfg.seed, step, i) for i in indices]  # per sample: shard-independent
+        eps = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in gens]).to(z0)
+        t = torch.cat([flow.sample_t(1, g, cfg.t_mean, cfg.t_std, cfg.t_shift)
+                       for g in gens]).to(z0.device)
+        cond = comps.condition(a, b)
+        out, aux = net(cond, pooled, t, flow.noisy(z0, eps, t))
+        main = F.mse_loss(out.float(), flow.velocity_target(z0, eps).float())
+        tt = t.view(-1, 1, 1, 1)
+        pred = comps.tok.decode(flow.noisy(z0, eps, t) - tt * out.detach())  # one-step x0
+    parts["main"] = float(main.detach())
+    loss = main + cfg.balance_weight * aux["balance"]
+    parts["balance"] = float(aux["balance"].detach())
+    if cfg.fusion_weight > 0:
+        fl = fusion_loss(pred, [a, b])
+        loss = loss + cfg.fusion_weight * fl
+        parts["fusion"] = float(fl.detach())
+    parts["loss"] = float(loss.detach())
+    return loss, parts, pred
+
+
+def load_run_weights(run_or_ckpt: str | Path, use_ema: bool = True):
+    """(model config dict, train config dict, state dict) of a run's latest checkpoint."""
+    p = Path(run_or_ckpt)
+    ck = p if (p / "state.json").is_file() else latest_checkpoint(p)
+    if ck is None:
+        raise InputError(f"{p}: no checkpoint found (expected {p}/checkpoints/step_*)")
+    state, tensors = read_checkpoint(ck)
+    return state["model"], state["train"], tensors["ema.safetensors" if use_ema else
+                                                   "model.safetensors"]

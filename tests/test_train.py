@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmaif.data import SynthFolder
+from mmaif.synth import SynthConfig, synthesize
+from mmaif.train import Components, TrainConfig, latest_checkpoint, train
+
+from .conftest import save, texture
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory):
+    """4 synthesized 64x64 samples (full-frame crops, so every epoch sees the same pixels)."""
+    root = tmp_path_factory.mktemp("four")
+    for t, (da, db) in {"vif": ("ir", "vi"), "mff": ("near", "far")}.items():
+        for k in range(2):
+            save(root / "src" / t / da / f"p{k}.png", texture(64, 64, 0 if t == "vif" else 3, k))
+            save(root / "src" / t / db / f"p{k}.png", texture(64, 64, 3, 5 + k))
+    cfg = SynthConfig(tasks=["vif", "mff"], sources=[str(root / "src")], n=4, seed=0,
+                      crop_scales=[1.0], clean_prob=0.0)
+    synthesize(cfg, root / "data", progress="none")
+    return root / "data"
+
+
+def small(data, out, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), batch=4, patch=64, warmup=10, lr=1e-3,
+                log_every=50, save_every=1000, sample_every=0, weight_decay=0.0,
+                model=dict(dim=64, depth=2, heads=2, adaln_rank=16))
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(run, name="model.safetensors"):
+    return load_file(str(latest_checkpoint(run) / name))
+
+
+def test_overfit_regression(four, tmp_path):
+    # the real tiny preset (no overrides); 120 steps gave 15x here
+    summary = train(small(four, tmp_path / "r", max_steps=150, model={}), progress="none")
+    assert summary["last"]["main"] < summary["first_loss"] / 10, summary
+
+
+def test_overfit_flow(four, tmp_path):
+    # tiny preset; ema 0 so the evaluated (EMA) weights are the trained ones
+    # measured: fixed-(t, noise) loss 1.08 -> 0.08, sampler MSE to GT 1.08 -> 0.04
+    cfg = small(four, tmp_path / "f", objective="flow", max_steps=120, model={}, lr=2e-3,
+                ema=0.0)
+    ds = SynthFolder(four, channels=3)
+    batch = {k: torch.stack([ds[i][k] for i in range(4)]) * 2 - 1 for k in ("a", "b", "gt")}
+    prompts = [ds[i]["prompt"] for i in range(4)]
+
+    def evaluate(run):
+        from mmaif.pipeline import FusionPipeline
+
+        pipe = FusionPipeline.from_pretrained(run)
+        c: Components = pipe.c
+        pooled = c.text.encode(prompts)[2]
+        z0 = c.tok.encode(batch["gt"])
+        g = torch.Generator().manual_seed(123)
+        eps = torch.randn(z0.shape, generator=g)
+        t = torch.full((4,), 0.5)
+        with torch.no_grad():
+            v = c.model(c.condition(batch["a"], batch["b"]), pooled, t,
+                        (1 - 0.5) * z0 + 0.5 * eps)[0]
+            fixed = torch.mean((v - (eps - z0)) ** 2).item()
+            img = c.sample_flow(c.model, batch["a"], batch["b"], pooled, steps=8)
+        return fixed, torch.mean((img - batch["gt"]) ** 2).item()
+
+    start = train(small(four, tmp_path / "f0", objective="flow", max_steps=1, lr=1e-12,
+                        ema=0.0, model={}), progress="none")
+    before = evaluate(start["run"])
+    train(cfg, progress="none")
+    after = evaluate(tmp_path / "f")
+    assert after[0] < before[0] / 3, (before, after)  # loss at fixed (t, noise)
+    assert after[1] < before[1] / 4, (before, after)  # sampler error against the GT
+
+
+def test_resume_is_exact(four, tmp_path):
+    train(small(four, tmp_path / "full", max_steps=6, objective="flow"), progress="none")
+    part = small(four, tmp_path / "part", max_steps=6, objective="flow")
+    train(part, stop_after=3, progress="none")
+    assert latest_checkpoint(tmp_path / "part").name == "step_0000003"
+    train(small(four, tmp_path / "part", max_steps=6), resume=True, progress="none")
+    for name in ("model.safetensors", "ema.safetensors", "optim.safetensors"):
+        a, b = weights(tmp_path / "full", name), weights(tmp_path / "part", name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_corrupt_checkpoint_is_an_error(cli, four, tmp_path):
+    run = tmp_path / "c"
+    train(small(four, run, max_steps=2), progress="none")
+    ck = latest_checkpoint(run)
+    w = ck / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-100])
+    code, _, err = cli("train", "--out", run, "--resume", "--max-steps", 4, "--progress", "none")
+    assert code == 2 and "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
+    assert latest_checkpoint(run) == ck  # nothing restarted or overwritten
+    code, _, err = cli("train", "--out", tmp_path / "empty", "--resume", "--data", four)
+    assert code == 2 and "no checkpoint" in err
+
+
+def test_ddp_two_processes_match_one(four, tmp_path):
+    common = ["--data", four, "--max-steps", 3, "--batch", 4, "--patch", 32,
+              "--balance-weight", 0, "--objective", "flow", "--progress", "none",
+              "--warmup", 1, "--config", tmp_path / "c.yaml"]
+    (tmp_path / "c.yaml").write_text("model:\n  preset: tiny\n  dim: 64\n  depth: 2\n"
+                                     "  heads: 2\n  adaln_rank: 16\n")
+    one = subprocess.run([sys.executable, "-m", "mmaif", "train", "--out", tmp_path / "one",
+                          *map(str, common)], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", "-m", "mmaif", "train", "--out",
+                          tmp_path / "two", *map(str, common)], capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    assert any(not torch.equal(a[k], load_file(str(latest_checkpoint(tmp_path / "one")
+                                                   / "ema.safetensors"))[k]) for k in a)
+
+
+def test_train_contract_defaults_and_config(cli, four, tmp_path):
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "d", "--max-steps", 2,
+                       "--batch", 4, "--patch", 32, "--preset", "tiny", "--objective", "reg",
+                       "--progress", "none")
+    assert code == 0, err
+    ck = latest_checkpoint(tmp_path / "d")
+    assert ck.name == "step_0000002" and (tmp_path / "d/log.jsonl").exists()
+    code, _, err = cli("train", "--out", tmp_path / "x", "--max-steps", 1)
+    assert code == 2 and "--data" in err
+    (tmp_path / "bad.yaml").write_text("lr: 0.1\nwarp: 3\n")
+    code, _, err = cli("train", "--config", tmp_path / "bad.yaml", "--data", four)
+    assert code == 2 and "unknown key" in err
+
+
+def test_pipeline_round_trip_and_inputs(four, tmp_path):
+    from PIL import Image
+
+    from mmaif.pipeline import FusionPipeline
+
+    train(small(four, tmp_path / "r", max_steps=2), progress="none")
+    pipe = FusionPipeline.from_pretrained(tmp_path / "r")
+    pipe.save_pretrained(tmp_path / "saved")
+    again = FusionPipeline.from_pretrained(tmp_path / "saved")
+    a, b = texture(37, 53, 0, 1), texture(37, 53, 3, 2)
+    out1 = pipe(a, b, task="vif", output="numpy")
+    out2 = again(Image.fromarray((a * 255).astype(np.uint8)),
+                 torch.from_numpy(b.transpose(2, 0, 1)), task="vif", output="numpy")
+    assert out1.shape == (37, 53, 3)
+    assert np.abs(out1 - out2).max() < 0.02  # uint8 input rounding only
+    gray = pipe(a, a, prompt="Fuse them.")
+    assert gray.mode == "L" and gray.size == (53, 37)
+
+
+def _pattern(h, w):
+    yy, xx = np.mgrid[:h, :w] / 100.0
+    img = 0.5 + 0.25 * np.sin(xx * 3 + yy) * np.cos(yy * 2)
+    return np.stack([img, np.roll(img, 7, 1), img[::-1]], -1).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_tiled_inference_has_no_seams(four, tmp_path):
+    from mmaif.pipeline import FusionPipeline
+
+    train(small(four, tmp_path / "r", max_steps=2), progress="none")
+    pipe = FusionPipeline.from_pretrained(tmp_path / "r")
+    with torch.no_grad():  # a non-trivial network: perturb the zero-initialised layers
+        g = torch.Generator().manual_seed(0)
+        for p in pipe.model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    h, w = 2000, 3000
+    gt = _pattern(h, w)
+    a = gt.mean(-1) * 0.8
+    b = np.clip(gt * 1.3, 0, 1)
+    out = pipe(a, b, prompt="Fuse them.", output="numpy", tile=512, overlap=64)
+    assert out.shape == (h, w, 3)
+    err = np.abs(out - gt).mean(-1)
+    stride = 512 - 64
+    band = np.zeros((h, w), bool)
+    for k in range(1, 10):
+        c = k * stride + 32  # centre of each blend region
+        if c < w:
+            band[:, max(0, c - 40):c + 40] = True
+        if c < h:
+            band[max(0, c - 40):c + 40] = True
+    assert err[band].mean() <= err[~band].mean() * 1.15
+    jump = np.abs(np.diff(out, axis=1)).mean(-1)
+    seam_cols = [k * stride + 32 for k in range(1, 6)]
+    assert jump[:, seam_cols].mean() <= jump.mean() * 1.5
+
+
+@pytest.mark.slow
+def test_end_to_end_cli(tmp_path):
+    from .conftest import SAMPLES, need
+
+    root = need(SAMPLES)
+
+    def run(*args):
+        r = subprocess.run([sys.executable, "-m", "mmaif", *map(str, args)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    run("synth", "--src", root, "--out", tmp_path / "data", "--n", 32, "--max-side", 256,
+        "--workers", 2, "--progress", "none")
+    run("train", "--data", tmp_path / "data", "--out", tmp_path / "run", "--max-steps", 50,
+        "--preset", "tiny", "--batch", 4, "--patch", 64, "--progress", "none")
+    a, b = root / "vif/ir/vifb_labMan.png", root / "vif/vi/vifb_labMan.png"
+    run("fuse", "--model", tmp_path / "run", a, b, "-o", tmp_path / "fused.png")
+    from mmaif.io import read_image
+
+    out = read_image(tmp_path / "fused.png")
+    assert out.size == (640, 480) and out.data.ndim == 3  # visible's colour kept
