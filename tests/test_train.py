@@ -217,3 +217,13 @@ def test_end_to_end_cli(tmp_path):
 
     out = read_image(tmp_path / "fused.png")
     assert out.size == (640, 480) and out.data.ndim == 3  # visible's colour kept
+
+
+def test_shipped_train_configs_load():
+    from pathlib import Path
+
+    from mmaif.train import load_train_config
+
+    for name in ("train_tiny.yaml", "train_base.yaml"):
+        cfg = load_train_config(Path(__file__).parents[1] / "configs" / name)
+        assert cfg.preset in ("tiny", "base") and cfg.max_steps > 0
