@@ -227,3 +227,21 @@ def test_shipped_train_configs_load():
     for name in ("train_tiny.yaml", "train_base.yaml"):
         cfg = load_train_config(Path(__file__).parents[1] / "configs" / name)
         assert cfg.preset in ("tiny", "base") and cfg.max_steps > 0
+
+
+def test_flow_pipeline_batches_and_refine(four, tmp_path):
+    from mmaif.pipeline import FusionPipeline
+
+    train(small(four, tmp_path / "f", objective="flow", max_steps=2), progress="none")
+    pipe = FusionPipeline.from_pretrained(tmp_path / "f")
+    a, b = texture(24, 40, 0, 1), texture(24, 40, 3, 2)
+    outs = pipe([a, a], [b, b], prompt=["Fuse them.", "Denoise and fuse them."], steps=2,
+                output="numpy")
+    assert len(outs) == 2 and outs[0].shape == (24, 40, 3)
+    heun = pipe(a, b, steps=2, sampler="heun", output="numpy")
+    assert np.isfinite(heun).all()
+    start = texture(24, 40, 3, 9)
+    near = pipe(a, b, steps=4, refine=start, t0=0.05, output="numpy")
+    far = pipe(a, b, steps=4, refine=start, t0=1.0, output="numpy")
+    # starting close to t = 0 keeps the result close to the given image
+    assert np.abs(near - start).mean() < np.abs(far - start).mean()

@@ -124,25 +124,30 @@ class FusionPipeline:
     # ----------------------------------------------------------------------- fusion
     @torch.no_grad()
     def _run(self, a: torch.Tensor, b: torch.Tensor, pooled: torch.Tensor, steps: int,
-             sampler: str, shift: float, seed: int) -> torch.Tensor:
+             sampler: str, shift: float, seed: int, init: torch.Tensor | None = None,
+             t0: float = 1.0) -> torch.Tensor:
         m = self.c.tok.f * self.model.cfg.patch
         a, size = pad_to_multiple(a.to(self.device), m)
         b, _ = pad_to_multiple(b.to(self.device), m)
         if self.spec["objective"] == "flow":
-            out = self.c.sample_flow(self.model, a, b, pooled, steps, sampler, shift, seed)
+            start = None
+            if init is not None:  # SDEdit-style refinement of a given (e.g. regression) output
+                start = self.c.tok.encode(pad_to_multiple(init.to(self.device), m)[0])
+            out = self.c.sample_flow(self.model, a, b, pooled, steps, sampler, shift, seed,
+                                     start=start, t0=t0 if init is not None else 1.0)
         else:
             out = self.c.regress(self.model, a, b, pooled)[0]
         return crop_to(out, size).float().cpu()
 
     def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, prompt: str, steps: int = 8,
                      sampler: str = "euler", shift: float = 1.0, seed: int = 0,
-                     tile: int = 512, overlap: int = 64,
-                     tile_threshold: int = 1024 * 1024) -> torch.Tensor:
+                     tile: int = 512, overlap: int = 64, tile_threshold: int = 1024 * 1024,
+                     init: torch.Tensor | None = None, t0: float = 0.5) -> torch.Tensor:
         """(1, 3, H, W) in [-1, 1] -> fused (1, 3, H, W) in [-1, 1], tiled when large."""
         pooled = self.c.text.encode([prompt])[2].to(self.device)
         h, w = a.shape[-2:]
         if h * w <= tile_threshold:
-            return self._run(a, b, pooled, steps, sampler, shift, seed)
+            return self._run(a, b, pooled, steps, sampler, shift, seed, init, t0)
         m = self.c.tok.f * self.model.cfg.patch
         tile = max(m, tile // m * m)
         overlap = min(max(0, overlap // m * m), tile // 2)
@@ -155,8 +160,9 @@ class FusionPipeline:
             for x in xs:
                 y1, x1 = min(y + tile, h), min(x + tile, w)
                 y0, x0 = max(0, y1 - tile), max(0, x1 - tile)  # full-size tiles at the edges
+                crop = None if init is None else init[..., y0:y1, x0:x1]
                 pred = self._run(a[..., y0:y1, x0:x1], b[..., y0:y1, x0:x1], pooled, steps,
-                                 sampler, shift, seed)
+                                 sampler, shift, seed, crop, t0)
                 wy = _ramp(y1 - y0, overlap, y0 == 0, y1 == h)
                 wx = _ramp(x1 - x0, overlap, x0 == 0, x1 == w)
                 wt = (wy[:, None] * wx[None, :])[None, None]
@@ -166,16 +172,23 @@ class FusionPipeline:
 
     def __call__(self, a, b, prompt: str | None = None, task: str | None = None,
                  steps: int = 8, sampler: str = "euler", shift: float = 1.0, seed: int = 0,
-                 output: str = "pil", **tiling):
+                 output: str = "pil", refine=None, t0: float = 0.5, **tiling):
         """Fuse ``a`` and ``b`` (roles as in the CLI). Returns a PIL image (``output='pil'``) or
-        a float array in [0, 1] (``output='numpy'``) of the inputs' size."""
+        a float array in [0, 1] (``output='numpy'``) of the inputs' size. Lists of inputs (and
+        prompts) give lists of outputs. For flow models, ``refine`` (an image, e.g. a
+        regression model's output) starts the flow from that image at time ``t0``."""
+        if isinstance(a, (list, tuple)):
+            prompts = prompt if isinstance(prompt, (list, tuple)) else [prompt] * len(a)
+            return [self(x, y, p, task, steps, sampler, shift, seed, output, refine, t0,
+                         **tiling) for x, y, p in zip(a, b, prompts, strict=True)]
         xa, xb = _as_array(a), _as_array(b)
         if xa.shape[:2] != xb.shape[:2]:
             raise InputError(f"image sizes differ: {xa.shape[1]}x{xa.shape[0]} vs "
                              f"{xb.shape[1]}x{xb.shape[0]}")
         prompt = prompt or TASK_PROMPTS.get(task, TASK_PROMPTS[None])
+        init = None if refine is None else _rgb_tensor(_as_array(refine))
         fused = self.fuse_tensors(_rgb_tensor(xa), _rgb_tensor(xb), prompt, steps, sampler,
-                                  shift, seed, **tiling)
+                                  shift, seed, init=init, t0=t0, **tiling)
         img = ((fused[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
         if xa.ndim == 2 and xb.ndim == 2:
             from .metrics import to_gray
