@@ -115,8 +115,8 @@ def test_ddp_two_processes_match_one(four, tmp_path):
     one = subprocess.run([sys.executable, "-m", "mmaif", "train", "--out", tmp_path / "one",
                           *map(str, common)], capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29517", "-m", "mmaif", "train", "--out",
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", "-m", "mmaif", "train", "--out",
                           tmp_path / "two", *map(str, common)], capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")

@@ -241,3 +241,19 @@ def resize_to(data: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     shrink = size[0] * size[1] < data.shape[0] * data.shape[1]
     out = cv2.resize(data, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
     return np.clip(out, 0.0, 1.0)
+
+
+def read_yaml_mapping(path: str | os.PathLike) -> dict:
+    """A YAML file holding a mapping (configs); one-line errors for the usual problems."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of settings")
+    return data

@@ -467,19 +467,12 @@ def make_config(preset: str = "tiny", **overrides) -> DiTConfig:
 
 
 def load_config_file(path: str | Path) -> DiTConfig:
-    """YAML file: ``preset: NAME`` plus overrides of :class:`DiTConfig` keys."""
-    import yaml
+    """YAML file: ``preset: NAME`` plus overrides of :class:`DiTConfig` keys (at the top level
+    or under ``model:``, as in training configs)."""
+    from .io import read_yaml_mapping
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of config keys")
-    model = data.get("model", data)
+    data = read_yaml_mapping(path)
+    model = dict(data.get("model", data))
     return make_config(model.pop("preset", "tiny"), **model)
 
 

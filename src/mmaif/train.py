@@ -88,17 +88,10 @@ class TrainConfig:
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
-    import yaml
+    """YAML: keys of :class:`TrainConfig`, plus ``model:`` (preset + model overrides)."""
+    from .io import read_yaml_mapping
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of settings")
+    data = read_yaml_mapping(path)
     model = dict(data.pop("model", {}) or {})
     if "preset" in model:
         data.setdefault("preset", model.pop("preset"))
