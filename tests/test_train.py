@@ -36,6 +36,12 @@ def small(data, out, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
+def read_checkpoint_state(run):
+    import json
+
+    return json.loads((latest_checkpoint(run) / "state.json").read_text())
+
+
 def weights(run, name="model.safetensors"):
     return load_file(str(latest_checkpoint(run) / name))
 
@@ -82,10 +88,14 @@ def test_overfit_flow(four, tmp_path):
 
 
 def test_resume_is_exact(four, tmp_path):
-    train(small(four, tmp_path / "full", max_steps=6, objective="flow"), progress="none")
-    part = small(four, tmp_path / "part", max_steps=6, objective="flow")
+    # 32-px patches of 64-px samples (positions change every epoch); batch 2 of 4 samples, so
+    # stopping after 3 steps stops in the middle of epoch 1
+    kw = dict(max_steps=6, objective="flow", patch=32, batch=2)
+    train(small(four, tmp_path / "full", **kw), progress="none")
+    part = small(four, tmp_path / "part", **kw)
     train(part, stop_after=3, progress="none")
     assert latest_checkpoint(tmp_path / "part").name == "step_0000003"
+    assert read_checkpoint_state(tmp_path / "part")["position"] == {"epoch": 1, "batch": 1}
     train(small(four, tmp_path / "part", max_steps=6), resume=True, progress="none")
     for name in ("model.safetensors", "ema.safetensors", "optim.safetensors"):
         a, b = weights(tmp_path / "full", name), weights(tmp_path / "part", name)

@@ -370,6 +370,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         state, tensors = read_checkpoint(ck)
         saved = TrainConfig.from_dict(state["train"])
         saved.max_steps = cfg.max_steps  # the only setting a resume may change
+        saved.out = cfg.out  # the folder may have moved since
         cfg = saved
     cfg.check()
     rank, world, local = _dist()
@@ -415,6 +416,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     per_epoch = len(dataset) // cfg.batch
     t_start, first_loss, last = time.perf_counter(), None, {}
     while step < end:
+        if hasattr(dataset, "set_epoch"):  # also right after a resume mid-run
+            dataset.set_epoch(epoch)
         perm = torch.randperm(len(dataset), generator=_seeded(cfg.seed, epoch))
         while pos < per_epoch and step < end:
             idx = perm[pos * cfg.batch:(pos + 1) * cfg.batch]
@@ -456,8 +459,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 logger.say(f"saved {ck}")
         if pos >= per_epoch:
             epoch, pos = epoch + 1, 0
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
     logger.close()
     if world > 1:
         torch.distributed.barrier()
