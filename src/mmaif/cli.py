@@ -17,6 +17,7 @@ EPILOG_FUSE = """examples:
   mmaif fuse ir.png vi.png -o fused.png                 # a pair (a = IR/under/near, b = other)
   mmaif fuse --method mertens under.jpg over.jpg -o f.jpg
   mmaif fuse /data/MSRS/test -o fused/                  # every pair of a dataset root
+  mmaif fuse --model runs/tiny --prompt "remove the haze and fuse them" ir.png vi.png -o f.png
 dataset layouts: MSRS/M3FD/TNO (ir/, vi/), LLVIP (infrared/, visible/), RoadScene, SICE (ue/, oe/
 or under/, over/), MEFB (<scene>/<scene>_A/_B), Lytro (*-A/*-B), MFI-WHU (source_1/, source_2/),
 RealMFF (imageA/, imageB/), fusion-samples (vif/ mef/ mff/), generic A/, B/."""
@@ -32,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .io import DEFAULT_MAX_PIXELS
     from .pairs import TASKS
 
-    parser = argparse.ArgumentParser(prog="mmaif", description="Multi-task, multi-degradation "
-                                     "image fusion (VIF, MEF, MFF): fuse, measure, demo.")
+    parser = argparse.ArgumentParser(
+        prog="mmaif", description="Multi-task, multi-degradation image fusion (VIF, MEF, MFF): "
+        "fuse, measure, synthesize data, train.")
     parser.add_argument("--version", action="version", version=f"mmaif {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
