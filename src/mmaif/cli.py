@@ -136,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sheet", metavar="IMAGE", help="also render a contact sheet image")
     s.add_argument("--sheet-rows", type=int, default=24)
 
+    e = sub.add_parser("eval", help="degrade clean pairs, fuse with several methods, score")
+    e.add_argument("--data", required=True, help="dataset root with clean pairs")
+    _add_out(e, "output folder (results.csv, images/, index.html)", required=True)
+    e.add_argument("--model", help="trained model for mmaif-reg / mmaif-flow")
+    e.add_argument("--methods", default="gff,two-stage",
+                   help="comma-separated: gff, two-stage, mmaif-reg, mmaif-flow")
+    e.add_argument("--steps", type=int, default=8, help="flow sampler steps")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--pairs", help="file of pair names to use (one per line)")
+
     i = sub.add_parser("info", help="model size, FLOPs and token grid for a preset or config")
     i.add_argument("--preset", default="tiny", help="tiny, small or base (default: tiny)")
     i.add_argument("--config", help="YAML config (preset + overrides) instead of --preset")
@@ -425,6 +435,23 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import run_eval
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    results = run_eval(args.data, out, args.methods, args.model, args.steps, args.seed,
+                       args.pairs)
+    by_method: dict[str, list[float]] = {}
+    for r in results:
+        by_method.setdefault(r["method"], []).append(r["PSNR_gt"])
+    for m, v in by_method.items():
+        print(f"{m:12s} mean PSNR_gt {sum(v) / len(v):.2f} dB over {len(v)} pairs")
+    print(f"wrote {out / 'results.csv'} and {out / 'index.html'}", file=sys.stderr)
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .info import model_info
 
@@ -457,9 +484,9 @@ def cmd_latent_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "train": cmd_train, "degrade": cmd_degrade,
-            "synth": cmd_synth, "info": cmd_info, "latent-stats": cmd_latent_stats,
-            "demo": cmd_demo}
+COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "train": cmd_train,
+            "degrade": cmd_degrade, "synth": cmd_synth, "eval": cmd_eval, "info": cmd_info,
+            "latent-stats": cmd_latent_stats, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

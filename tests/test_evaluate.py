@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import csv
+
+from mmaif.train import train
+
+from .test_synth import src  # noqa: F401  (module fixture: clean pairs of every task)
+from .test_train import four, small  # noqa: F401  (module fixture: 4 synthesized samples)
+
+
+def test_eval_classical_and_model(cli, src, four, tmp_path):  # noqa: F811
+    train(small(four, tmp_path / "run", max_steps=2), progress="none")
+    (tmp_path / "names.txt").write_text("# two pairs\np0\n")
+    code, out, err = cli("eval", "--data", src, "--out", tmp_path / "ev", "--methods",
+                         "gff,two-stage,mmaif-reg", "--model", tmp_path / "run", "--pairs",
+                         tmp_path / "names.txt")
+    assert code == 0, err
+    with open(tmp_path / "ev/results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 * 3  # p0 of each task x 3 methods
+    assert {r["method"] for r in rows} == {"gff", "two-stage", "mmaif-reg"}
+    assert all(float(r["PSNR_gt"]) > 5 for r in rows)
+    page = (tmp_path / "ev/index.html").read_text()
+    assert "per degradation type" in page and "images/" in page
+    assert "mean PSNR_gt" in out
+
+
+def test_eval_errors(cli, src, four, tmp_path):  # noqa: F811
+    train(small(four, tmp_path / "run", max_steps=1), progress="none")
+    code, _, err = cli("eval", "--data", src, "--out", tmp_path / "e", "--methods", "mmaif-flow",
+                       "--model", tmp_path / "run")
+    assert code == 2 and "no flow weights" in err
+    code, _, err = cli("eval", "--data", src, "--out", tmp_path / "e", "--methods", "mmaif-reg")
+    assert code == 2 and "--model" in err
+    code, _, err = cli("eval", "--data", src, "--out", tmp_path / "e", "--methods", "magic")
+    assert code == 2 and "unknown method" in err
