@@ -92,3 +92,23 @@ def test_infer_task_from_folder_names(tmp_path):
     assert infer_task(tmp_path / "ir/1.png", tmp_path / "vi/1.png") == "vif"
     assert infer_task(tmp_path / "under/1.png", tmp_path / "over/1.png") == "mef"
     assert infer_task(tmp_path / "x/1.png", tmp_path / "y/1.png") is None
+
+
+def test_committed_split_covers_the_samples():
+    from pathlib import Path
+
+    root = need(SAMPLES)
+    splits = Path(__file__).parents[1] / "splits"
+
+    def names(kind):
+        lines = (splits / f"fusion_samples_{kind}.txt").read_text().splitlines()
+        return {ln for ln in lines if ln and not ln.startswith("#")}
+
+    train, dev = names("train"), names("dev")
+    _, pairs = discover_pairs(root)
+    assert train.isdisjoint(dev) and train | dev == {p.name for p in pairs}
+    assert not any("llvip_" in n for n in train)
+    for task in ("vif", "mef", "mff"):
+        n_dev = sum(n.startswith(task) for n in dev)
+        n_all = n_dev + sum(n.startswith(task) for n in train)
+        assert 0.15 <= n_dev / n_all <= 0.3
