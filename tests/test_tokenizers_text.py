@@ -175,3 +175,16 @@ def test_latent_stats_command(cli, tmp_path):
     assert code == 0, err
     tok = make_tokenizer(f"cosmos:{folder}")  # picks up latent_stats.json
     assert tok.mean.shape == (1, 16, 1, 1) and tok.std.min() > 0
+
+
+def test_bench_command(cli, tmp_path):
+    import json
+
+    code, out, err = cli("bench", "--presets", "tiny", "--sizes", "64x48", "--no-pixel-space",
+                         "-o", tmp_path / "b.json")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["objective"], r["tokens"]) for r in rows] == [("reg", 48), ("flow", 48)]
+    assert all(r["seconds"] > 0 and r["gflop"] > 0 and r["peak_mb"] > 0 for r in rows)
+    assert "GFLOP/s" in out and "matmul" in out
+    assert cli("bench", "--presets", "huge")[0] == 2

@@ -146,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--pairs", help="file of pair names to use (one per line)")
 
+    bn = sub.add_parser("bench", help="latency, peak memory and FLOP rate vs resolution")
+    bn.add_argument("--presets", default="tiny,base")
+    bn.add_argument("--sizes", help="comma-separated WxH (default 256x256,640x480,1024x768)")
+    bn.add_argument("--full", action="store_true", help="add 1920x1080 and 3840x2160")
+    bn.add_argument("--runs", type=int, default=1, help="timed runs per size (median)")
+    bn.add_argument("--no-pixel-space", action="store_true",
+                    help="skip the f = 1 (no space-to-depth) comparison")
+    _add_out(bn, "also write the rows as JSON")
+
     i = sub.add_parser("info", help="model size, FLOPs and token grid for a preset or config")
     i.add_argument("--preset", default="tiny", help="tiny, small or base (default: tiny)")
     i.add_argument("--config", help="YAML config (preset + overrides) instead of --preset")
@@ -452,6 +461,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import DEFAULT_SIZES, FULL_SIZES, run_bench
+    from .model import PRESETS
+
+    sizes = args.sizes.split(",") if args.sizes else (FULL_SIZES if args.full else DEFAULT_SIZES)
+    for size in sizes:
+        _parse_size(size)
+    presets = args.presets.split(",")
+    bad = [p for p in presets if p not in PRESETS]
+    if bad:
+        raise UsageError(f"unknown preset {bad[0]!r}; choose from {', '.join(PRESETS)}")
+    if args.out:
+        from .io import check_output_path
+
+        check_output_path(args.out, exts=(".json",))
+    rows = run_bench(presets, sizes, args.runs, not args.no_pixel_space)
+    if args.out:
+        from .io import atomic_write_bytes
+
+        atomic_write_bytes(args.out, (json.dumps(rows, indent=1) + "\n").encode())
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .info import model_info
 
@@ -485,7 +517,8 @@ def cmd_latent_stats(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "train": cmd_train,
-            "degrade": cmd_degrade, "synth": cmd_synth, "eval": cmd_eval, "info": cmd_info,
+            "degrade": cmd_degrade, "synth": cmd_synth, "eval": cmd_eval, "bench": cmd_bench,
+            "info": cmd_info,
             "latent-stats": cmd_latent_stats, "demo": cmd_demo}
 
 

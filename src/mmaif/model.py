@@ -134,8 +134,9 @@ class GridAPE(nn.Module):
         self.pe = nn.Parameter(torch.zeros(1, dim, *grid))
 
     def forward(self, h: int, w: int) -> torch.Tensor:  # -> (1, h*w, D)
-        pe = self.pe if self.pe.shape[-2:] == (h, w) else F.interpolate(
-            self.pe, size=(h, w), mode="bilinear", align_corners=False)
+        # Always resized (exact when the size matches): never returns a view of the parameter,
+        # which under no_grad would look like a grad-requiring leaf to module hooks.
+        pe = F.interpolate(self.pe, size=(h, w), mode="bilinear", align_corners=False)
         return grid_to_tokens(pe)
 
 
