@@ -15,19 +15,11 @@ import time
 
 import torch
 
+from mmaif.bench import matmul_gflops
 from mmaif.model import FusionDiT, make_config
 from mmaif.tokenizers import PixelTokenizer
 
 SIZES = [(256, 256), (640, 480), (1024, 768)]
-
-
-def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def median_time(fn, runs: int) -> float:
