@@ -16,10 +16,8 @@ import time
 from pathlib import Path
 
 from mmaif.io import read_image, resize_to, write_image
-from mmaif.pairs import discover_pairs
+from mmaif.pairs import SAMPLES_TASK_DIRS, discover_pairs
 from mmaif.synth import SynthConfig, synthesize
-
-ROLE_DIRS = {"vif": ("ir", "vi"), "mef": ("under", "over"), "mff": ("near", "far")}
 
 
 def make_sources(dst: Path, shared: Path) -> None:
@@ -32,7 +30,7 @@ def make_sources(dst: Path, shared: Path) -> None:
 
         items = [(p.task, p.name, p.a, p.b) for p in demo_pairs()]
     for task, name, a, b in items:
-        for role, img in zip(ROLE_DIRS[task], (a, b), strict=True):
+        for role, img in zip(SAMPLES_TASK_DIRS[task], (a, b), strict=True):
             (dst / task / role).mkdir(parents=True, exist_ok=True)
             write_image(dst / task / role / f"{name}.png", resize_to(img, (640, 480)))
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from mmaif.demo import demo_pairs
 from mmaif.io import write_image
+from mmaif.pairs import SAMPLES_TASK_DIRS
 from mmaif.sheet import contact_sheet
 from mmaif.synth import SynthConfig, synthesize
-
-ROLE_DIRS = {"vif": ("ir", "vi"), "mef": ("under", "over"), "mff": ("near", "far")}
 
 
 def main() -> int:
@@ -25,7 +24,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
         for p in demo_pairs():
-            for role, img in zip(ROLE_DIRS[p.task], (p.a, p.b), strict=True):
+            for role, img in zip(SAMPLES_TASK_DIRS[p.task], (p.a, p.b), strict=True):
                 (src / p.task / role).mkdir(parents=True, exist_ok=True)
                 write_image(src / p.task / role / f"{p.name}.png", img)
         cfg = SynthConfig(tasks=["vif", "mef", "mff"], sources=[str(src)], n=24, seed=0,

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import classical
-from .metrics import compute_metrics
+from .metrics import compute_metrics, psnr_gt
 
 # VIFB column -> our metric key
 VIFB_COLUMNS = {"Cross_entropy": "CE", "Entropy": "EN", "Mutinf": "MI", "Psnr": "PSNR",
@@ -46,11 +46,6 @@ def metric_deviations(root: str | Path, limit: int | None = None):
             yield r["image"], r["method"], col, ref, ours[key], abs(ours[key] - ref) / abs(ref)
 
 
-def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    mse = float(np.mean((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
-
-
 def gff_vs_vifb(root: str | Path, reproduce_loader_bug: bool = True) -> dict[str, float]:
     """PSNR (dB) of our GFF against VIFB's published GFF output, per image.
 
@@ -76,5 +71,5 @@ def gff_vs_vifb(root: str | Path, reproduce_loader_bug: bool = True) -> dict[str
                 ir = np.repeat(ir[..., None], 3, axis=-1)
         stack = np.stack([vi, ir])
         guides = np.round(classical.luma(stack) * 255) / 255  # MATLAB rgb2gray(uint8) rounds
-        out[name] = psnr(classical.gff(stack, guides), load_jpeg(p))
+        out[name] = psnr_gt(classical.gff(stack, guides), load_jpeg(p))
     return out
