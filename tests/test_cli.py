@@ -114,12 +114,33 @@ def test_metrics_folder_mode_writes_csv(cli, tmp_path):
 
 
 def test_demo_writes_images_and_html(cli, tmp_path):
-    code, _, _ = cli("demo", "-o", tmp_path / "demo")
-    assert code == 0
+    code, _, err = cli("demo", "-o", tmp_path / "demo")
+    assert code == 0, err
     page = (tmp_path / "demo/index.html").read_text()
     imgs = sorted(p.name for p in (tmp_path / "demo").glob("*.png"))
-    assert len(imgs) >= 15 and all(name in page for name in imgs)
-    assert "mef_astronaut_gff.png" in imgs
+    assert all(name in page for name in imgs)
+    for pair in ("mef_astronaut", "mff_coffee", "vif_chelsea"):
+        for tag in ("clean", "degraded"):
+            assert {f"{pair}_{tag}_{m}.png" for m in ("a", "b", "gff", "mmaif")} <= set(imgs)
+    assert page.count("Prompt:") == 10 and "PSNR_gt" in page
+
+
+def test_fuse_uses_the_shipped_model_by_default(cli, tmp_path):
+    from mmaif.fusion import fuse_arrays
+    from mmaif.pipeline import FusionPipeline
+
+    a = save(tmp_path / "ir.png", texture(40, 56, 0, 1))
+    b = save(tmp_path / "vi.png", texture(40, 56, 3, 2))
+    assert cli("fuse", a, b, "-o", tmp_path / "m.png")[0] == 0
+    assert cli("fuse", a, b, "-o", tmp_path / "g.png", "--method", "gff")[0] == 0
+    expected = FusionPipeline.from_pretrained()(a, b, output="numpy")
+    got = read_image(tmp_path / "m.png").data
+    assert np.abs(got - expected).max() <= 1 / 255 + 1e-6  # 8-bit rounding only
+    gff = fuse_arrays(read_image(a).data, read_image(b).data, "gff")
+    assert np.abs(read_image(tmp_path / "g.png").data - gff).max() <= 1 / 255 + 1e-6
+    assert np.abs(got - gff).mean() > 1e-3  # the model is not GFF
+    code, _, err = cli("fuse", a, b, "-o", tmp_path / "x.png", "--method", "gff", "--model", "m")
+    assert code == 2 and "not both" in err
 
 
 # ------------------------------------------------------------------------- bad input

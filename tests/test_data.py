@@ -41,3 +41,15 @@ def test_on_the_fly_equals_written_samples(src, tmp_path):  # noqa: F811
         assert fly.row(i) == rows[i]
         np.testing.assert_allclose(fly[i]["b"].numpy(), written[i]["b"].numpy(),
                                    atol=0.5 / 255 + 1e-6)
+
+
+def test_folder_cache_returns_identical_items(src, tmp_path):  # noqa: F811
+    synthesize(SynthConfig(tasks=["vif", "mef"], sources=[str(src)], n=4, seed=3), tmp_path / "d",
+               progress="none")
+    plain = SynthFolder(tmp_path / "d", patch=32)
+    cached = SynthFolder(tmp_path / "d", patch=32, cache=True)
+    for _ in range(2):  # first read fills the cache, second is served from it
+        for i in range(4):
+            x, y = plain[i], cached[i]
+            assert all(torch.equal(x[k], y[k]) for k in ("a", "b", "gt"))
+    assert len(cached._cache) == 4

@@ -81,3 +81,17 @@ def test_pair_size_mismatch_names_both_sizes(tmp_path):
         read_pair(a, b)
     pa, pb = read_pair(a, b, resize=True)
     assert pa.size == pb.size == (12, 10)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from mmaif.io import write_image
+
+    old = os.umask(0o022)
+    try:
+        write_image(tmp_path / "f.png", np.zeros((4, 4), np.float32))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.png").stat().st_mode) == 0o644  # not mkstemp's 0600

@@ -215,3 +215,14 @@ def test_latent_output_residual_over_the_mean():
     assert torch.allclose(latent_output(out, cond, cfg), mean)
     off = tiny(head="latent", residual_mean=False)
     assert torch.equal(latent_output(out, cond, off), out)
+
+
+def test_flop_count_includes_cpu_attention():
+    import torch.nn.functional as F
+
+    from mmaif.info import count_flops
+
+    q, k, v = torch.randn(1, 3, 50, 16), torch.randn(1, 3, 70, 16), torch.randn(1, 3, 70, 8)
+    flops, out = count_flops(lambda: F.scaled_dot_product_attention(q, k, v))
+    assert out.shape == (1, 3, 50, 8)
+    assert flops == 2 * 3 * 50 * 70 * 16 + 2 * 3 * 50 * 70 * 8  # QK^T and (scores)V

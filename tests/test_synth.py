@@ -172,3 +172,41 @@ def test_synth_300_on_shared_samples_uses_every_operator(tmp_path):
     assert len(rows) == 300 and {row["task"] for row in rows} == {"vif", "mef", "mff"}
     assert set(ops) == set(OPS) and min(ops.values()) >= 5, ops
     assert json.loads((tmp_path / "x/synth_config.json").read_text())["n"] == 300
+
+
+def test_synth_pairs_and_exclude_select_source_pairs(cli, src, tmp_path):
+    (tmp_path / "dev.txt").write_text("# held out\nvif/p1\nmef/*\n")
+    code, _, err = cli("synth", "--src", src, "--out", tmp_path / "s", "--n", "12",
+                       "--task", "all", "--exclude", tmp_path / "dev.txt", "--progress", "none")
+    assert code == 2 and "no MEF pairs" in err  # every MEF pair excluded
+    code, _, err = cli("synth", "--src", src, "--out", tmp_path / "s", "--n", "12", "--task",
+                       "vif", "--exclude", tmp_path / "dev.txt", "--progress", "none")
+    assert code == 0, err
+    used = {r["sources"]["pair"] for r in read_manifest(tmp_path / "s/manifest.jsonl")}
+    assert used == {"vif/p0"}
+    (tmp_path / "only.txt").write_text("p1\n")
+    assert cli("synth", "--src", src, "--out", tmp_path / "t", "--n", "6", "--pairs",
+               tmp_path / "only.txt", "--progress", "none")[0] == 0
+    used = {r["sources"]["pair"] for r in read_manifest(tmp_path / "t/manifest.jsonl")}
+    assert used == {"vif/p1", "mef/p1", "mff/p1"}
+    code, _, err = cli("synth", "--src", src, "--out", tmp_path / "u", "--pairs",
+                       tmp_path / "missing.txt")
+    assert code == 2 and "no such pairs file" in err
+
+
+def test_photo_stacks_are_pairs_of_the_right_tasks(cli, tmp_path):
+    from mmaif.demo import STACK_PHOTOS
+    from mmaif.pairs import discover_pairs
+
+    code, _, err = cli("stacks", "--out", tmp_path / "st", "--variants", "1")
+    assert code == 0, err
+    _, pairs = discover_pairs(tmp_path / "st")
+    assert sorted({p.task for p in pairs}) == ["mef", "mff"]
+    assert len(pairs) == 2 * len(STACK_PHOTOS)
+    for p in pairs[:4]:
+        a, b = read_image(p.a).data, read_image(p.b).data
+        assert a.shape == b.shape
+        if p.task == "mef":  # under is darker than over
+            assert a.mean() < b.mean() - 0.1
+        else:  # near and far differ where one of them is blurred
+            assert np.abs(a - b).max() > 0.05

@@ -152,9 +152,12 @@ def test_t5_tiny_loads_from_a_folder(tmp_path):
 
 def test_info_command(cli):
     code, out, _ = cli("info", "--preset", "tiny", "--size", "64x40")
-    assert code == 0
-    assert "token grid 8x5 = 40 tokens" in out and "GFLOPs per image: DiT" in out
+    assert code == 0  # f = 8 x patch 2: padded to a multiple of 16
+    assert "padded to 64x48" in out and "token grid 4x3 = 12 tokens" in out
+    assert "GFLOPs per image: DiT" in out
     assert "M active per token" in out
+    code, out, _ = cli("info", "--preset", "small", "--size", "64x40")
+    assert code == 0 and "patch 1" in out and "token grid 8x5 = 40 tokens" in out
     code, out, _ = cli("info", "--preset", "base", "--size", "64x48", "--flow")
     assert code == 0 and "patch 2" in out and "4x3 = 12 tokens" in out and "flow" in out
     assert cli("info", "--size", "64by48")[0] == 2
@@ -184,7 +187,18 @@ def test_bench_command(cli, tmp_path):
                          "-o", tmp_path / "b.json")
     assert code == 0, err
     rows = json.loads((tmp_path / "b.json").read_text())
-    assert [(r["objective"], r["tokens"]) for r in rows] == [("reg", 48), ("flow", 48)]
+    # tiny: f = 8, patch 2 -> a 4 x 3 token grid
+    assert [(r["objective"], r["tokens"]) for r in rows] == [("reg", 12), ("flow", 12)]
     assert all(r["seconds"] > 0 and r["gflop"] > 0 and r["peak_mb"] > 0 for r in rows)
     assert "GFLOP/s" in out and "matmul" in out
+    code, out, err = cli("bench", "--presets", "tiny", "--sizes", "64x48", "--json")
+    assert code == 0, err
+    rows = json.loads(out)  # stdout holds only the JSON list
+    assert isinstance(rows, list) and "matmul" in err
+    keys = {"preset", "objective", "steps", "space", "device", "width", "height", "seconds",
+            "peak_mb"}
+    assert all(keys <= set(r) for r in rows)
+    assert {(r["objective"], r["space"], r["steps"]) for r in rows} == {
+        ("reg", "latent", 1), ("flow", "latent", 1), ("reg", "pixel", 1)}
+    assert {(r["width"], r["height"]) for r in rows if r["space"] == "latent"} == {(64, 48)}
     assert cli("bench", "--presets", "huge")[0] == 2

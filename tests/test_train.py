@@ -53,10 +53,12 @@ def test_overfit_regression(four, tmp_path):
 
 
 def test_overfit_flow(four, tmp_path):
-    # tiny preset; ema 0 so the evaluated (EMA) weights are the trained ones
+    # tiny preset (patch 1); ema 0 so the evaluated (EMA) weights are the trained ones
     # measured: fixed-(t, noise) loss 1.08 -> 0.08, sampler MSE to GT 1.08 -> 0.04
-    cfg = small(four, tmp_path / "f", objective="flow", max_steps=120, model={}, lr=2e-3,
-                ema=0.0)
+    # patch 1: at 64x64 the tiny preset's patch 2 leaves a 4x4 token grid, too coarse to
+    # overfit velocities in 120 steps; this test checks the objective and sampler, not the patch
+    cfg = small(four, tmp_path / "f", objective="flow", max_steps=120, model={"patch": 1},
+                lr=2e-3, ema=0.0)
     ds = SynthFolder(four, channels=3)
     batch = {k: torch.stack([ds[i][k] for i in range(4)]) * 2 - 1 for k in ("a", "b", "gt")}
     prompts = [ds[i]["prompt"] for i in range(4)]

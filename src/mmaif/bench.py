@@ -3,6 +3,13 @@
 against resolution, for presets and objectives, plus the same model in pixel space (f = 1,
 no space-to-depth) where that is feasible, and the machine's measured matmul rate.
 
+Preset ``default`` times the shipped model end to end through ``FusionPipeline`` (numpy
+arrays in and out: conversion, padding, tokenize, DiT, full-resolution head; the prompt
+embedding is cached after the first call), at the given size without rounding.
+
+Rows: preset, objective (reg | flow; a flow row is one sampler step, ``steps`` = 1), space
+(latent = pixel tokenizer f = 8, pixel = f = 1), device, width, height (padded to the model's
+grid), seconds (median), peak_mb, plus f, tokens, gflop and the achieved rate.
 Each (preset, objective) runs in a fresh process, sizes in increasing order, so the process's
 peak resident memory (ru_maxrss) after a size is that size's peak. Random weights: cost does
 not depend on training.
@@ -34,46 +41,61 @@ def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
 
 
 def _measure(preset: str, objective: str, f: int, sizes: list[str], runs: int) -> list[dict]:
-    from torch.utils.flop_counter import FlopCounterMode
-
+    from .info import count_flops
     from .model import FusionDiT, make_config
     from .tokenizers import PixelTokenizer
     from .train import Components
 
-    tok = PixelTokenizer(f=f)
-    over = {"latent_channels": tok.z, "text_dim": 384}
-    if objective == "flow":
-        over.update(flow=True, head="latent")
-    torch.manual_seed(0)
-    model = FusionDiT(make_config(preset, **over)).eval()
-    comps = Components(model, tok, None, objective)
+    if preset == "default":  # the shipped pipeline end to end: numpy in, numpy out
+        import numpy as np
+
+        from .pipeline import FusionPipeline
+
+        pipe = FusionPipeline.from_pretrained()
+        model = pipe.model
+    else:
+        tok = PixelTokenizer(f=f)
+        over = {"latent_channels": tok.z, "text_dim": 384}
+        if objective == "flow":
+            over.update(flow=True, head="latent")
+        torch.manual_seed(0)
+        model = FusionDiT(make_config(preset, **over)).eval()
+        comps = Components(model, tok, None, objective)
     out = []
     for size in sizes:
         w, h = (int(v) for v in size.split("x"))
         m = f * model.cfg.patch
-        w, h = -(-w // m) * m, -(-h // m) * m
-        a, b = torch.rand(1, 3, h, w) * 2 - 1, torch.rand(1, 3, h, w) * 2 - 1
-        pooled = torch.randn(1, 384)
+        if preset == "default":
+            rng = np.random.default_rng(0)
+            an, bn = rng.random((h, w), np.float32), rng.random((h, w, 3), np.float32)
 
-        def step(a=a, b=b, pooled=pooled):
-            if objective == "flow":  # one sampler step = one network evaluation
-                return comps.sample_flow(model, a, b, pooled, steps=1)
-            return comps.regress(model, a, b, pooled)[0]
+            def step(an=an, bn=bn):
+                return pipe(an, bn, prompt="Fuse them.", output="numpy")
+        else:
+            w, h = -(-w // m) * m, -(-h // m) * m
+            a, b = torch.rand(1, 3, h, w) * 2 - 1, torch.rand(1, 3, h, w) * 2 - 1
+            pooled = torch.randn(1, 384)
 
+            def step(a=a, b=b, pooled=pooled):
+                if objective == "flow":  # one sampler step = one network evaluation
+                    return comps.sample_flow(model, a, b, pooled, steps=1)
+                return comps.regress(model, a, b, pooled)[0]
+
+        flops, _ = count_flops(step)
         with torch.no_grad():
-            counter = FlopCounterMode(display=False)
-            with counter:
-                step()
             times = []
             for _ in range(runs):
                 t0 = time.perf_counter()
                 step()
                 times.append(time.perf_counter() - t0)
         sec = statistics.median(times)
-        tokens = (h // m) * (w // m)
-        out.append({"preset": preset, "objective": objective, "f": f, "size": size,
-                     "tokens": tokens, "seconds": sec, "gflop": counter.get_total_flops() / 1e9,
-                     "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+        tokens = -(-h // m) * -(-w // m)
+        out.append({"preset": preset, "objective": objective, "steps": 1,
+                    "space": "latent" if f > 1 else "pixel",
+                    "device": str(pipe.device) if preset == "default" else "cpu",
+                    "width": w, "height": h, "f": f, "size": size,
+                    "tokens": tokens, "seconds": sec, "gflop": flops / 1e9,
+                    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     return out
 
 
@@ -85,10 +107,11 @@ def run_bench(presets: list[str], sizes: list[str], runs: int = 1, pixel_space: 
     log(f"{'preset':6s} {'objective':9s} {'f':>2s} {'size':>9s} {'tokens':>7s} {'seconds':>8s} "
         f"{'GFLOP':>8s} {'GFLOP/s':>8s} {'of peak':>7s} {'peak MB':>8s}")
     rows = []
-    jobs = [(p, o, 8, sizes) for p in presets for o in ("reg", "flow")]
+    jobs = [(p, o, 8, sizes) for p in presets for o in (("reg",) if p == "default" else
+                                                        ("reg", "flow"))]
     if pixel_space:
         small = [s for s in sizes if _tokens(s) <= PIXEL_SPACE_MAX_TOKENS] or ["128x128"]
-        jobs += [(p, "reg", 1, small) for p in presets]
+        jobs += [(p, "reg", 1, small) for p in presets if p != "default"]
     for preset, objective, f, szs in jobs:
         cmd = [sys.executable, "-m", "mmaif.bench", preset, objective, str(f), ",".join(szs),
                str(runs)]

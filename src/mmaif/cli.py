@@ -15,7 +15,8 @@ from .errors import InputError, MmaifError, UsageError
 
 EPILOG_FUSE = """examples:
   mmaif fuse ir.png vi.png -o fused.png                 # a pair (a = IR/under/near, b = other)
-  mmaif fuse --method mertens under.jpg over.jpg -o f.jpg
+  mmaif fuse --prompt "remove the haze" ir.png vi.png -o fused.png   # the shipped default model
+  mmaif fuse --method mertens under.jpg over.jpg -o f.jpg   # a classical method
   mmaif fuse /data/MSRS/test -o fused/                  # every pair of a dataset root
   mmaif fuse --model runs/tiny --prompt "remove the haze and fuse them" ir.png vi.png -o f.png
 dataset layouts: MSRS/M3FD/TNO (ir/, vi/), LLVIP (infrared/, visible/), RoadScene, SICE (ue/, oe/
@@ -44,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="two image files (a then b), or one dataset root folder")
     _add_out(f, "output image file (pair) or output folder (dataset root)", required=True)
-    f.add_argument("--method", default="gff", choices=sorted(METHODS),
-                   help="classical fusion method (default: gff)")
+    f.add_argument("--method", choices=sorted(METHODS),
+                   help="a classical fusion method instead of the model")
     f.add_argument("--colour", "--color", default="auto", choices=COLOUR_MODES,
-                   help="colour policy (default: auto = fuse luminance, keep chroma)")
+                   help="colour policy of --method (default: auto = fuse luminance, keep chroma)")
     f.add_argument("--task", choices=TASKS, help="task, for layouts that do not imply one")
     f.add_argument("--resize", action="store_true",
                    help="resize b to a's size when the sizes differ (default: refuse)")
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse larger images (decompression-bomb guard)")
     f.add_argument("--model", help="trained model: a saved pipeline folder or a training run "
-                   "folder (its latest checkpoint); without it a classical --method is used")
+                   "folder (its latest checkpoint); default: the model shipped with mmaif")
     f.add_argument("--prompt", help="instruction for the model (default: a task prompt)")
     f.add_argument("--steps", type=int, default=8, help="flow sampler steps (default: 8)")
     f.add_argument("--sampler", choices=("euler", "heun"), default="euler")
@@ -130,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--severity", default="slight,moderate,heavy",
                    help="severities to draw from (comma-separated)")
     s.add_argument("--keep-clean", action="store_true", help="also write the clean crops")
+    s.add_argument("--pairs", metavar="NAMES_FILE",
+                   help="use only the pairs listed (names like vif/tno_07, or glob patterns)")
+    s.add_argument("--exclude", metavar="NAMES_FILE",
+                   help="leave out the pairs listed (e.g. splits/fusion_samples_dev.txt)")
     s.add_argument("--depth", help="Depth Anything model folder for haze (default: heuristic)")
     s.add_argument("--replay", metavar="MANIFEST", help="regenerate the samples of a manifest")
     s.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
@@ -139,21 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="degrade clean pairs, fuse with several methods, score")
     e.add_argument("--data", required=True, help="dataset root with clean pairs")
     _add_out(e, "output folder (results.csv, images/, index.html)", required=True)
-    e.add_argument("--model", help="trained model for mmaif-reg / mmaif-flow")
-    e.add_argument("--methods", default="gff,two-stage",
-                   help="comma-separated: gff, two-stage, mmaif-reg, mmaif-flow")
+    e.add_argument("--model", help="model for mmaif-reg / mmaif-flow (default: the shipped one)")
+    e.add_argument("--methods", default="gff,two-stage,mmaif-reg",
+                   help="comma-separated: gff, two-stage, mmaif-reg, mmaif-flow "
+                   "(default: gff,two-stage,mmaif-reg)")
     e.add_argument("--steps", type=int, default=8, help="flow sampler steps")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--pairs", help="file of pair names to use (one per line)")
+    e.add_argument("--repeats", type=int, default=1,
+                   help="degraded samples per pair (different degradations; default: 1)")
 
     bn = sub.add_parser("bench", help="latency, peak memory and FLOP rate vs resolution")
-    bn.add_argument("--presets", default="tiny,base")
+    bn.add_argument("--presets", default="default,tiny,base",
+                    help="default (the shipped model, end to end), tiny, small, base")
     bn.add_argument("--sizes", help="comma-separated WxH (default 256x256,640x480,1024x768)")
     bn.add_argument("--full", action="store_true", help="add 1920x1080 and 3840x2160")
     bn.add_argument("--runs", type=int, default=1, help="timed runs per size (median)")
     bn.add_argument("--no-pixel-space", action="store_true",
                     help="skip the f = 1 (no space-to-depth) comparison")
     _add_out(bn, "also write the rows as JSON")
+    bn.add_argument("--json", action="store_true",
+                    help="print only the rows as a JSON list on stdout (table on stderr)")
 
     i = sub.add_parser("info", help="model size, FLOPs and token grid for a preset or config")
     i.add_argument("--preset", default="tiny", help="tiny, small or base (default: tiny)")
@@ -168,8 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--max-images", type=int, default=200)
     _add_out(ls, "JSON file (default: latent_stats.json in the tokenizer folder)")
 
+    st = sub.add_parser("stacks", help="render exposure and focus training pairs from "
+                        "scikit-image's bundled photos (fusion-samples layout)")
+    _add_out(st, "output folder", required=True)
+    st.add_argument("--variants", type=int, default=2, help="pairs per photo and task")
+    st.add_argument("--seed", type=int, default=0)
+
     d = sub.add_parser("demo", help="fuse built-in demo pairs and write an HTML page")
     _add_out(d, "output folder (default: demo_out)", default="demo_out")
+    d.add_argument("--model", help="model folder (default: the model shipped with mmaif)")
     return parser
 
 
@@ -184,10 +202,13 @@ def _out_bits(bits: str, *pictures) -> int:
 
 
 def _fuser(args: argparse.Namespace):
-    """(a, b, task) -> fused array: the trained model when --model is given, else --method."""
+    """(a, b, task) -> fused array: a classical --method, else the model (--model or the
+    shipped default)."""
     from .fusion import fuse_arrays
 
-    if not args.model:
+    if args.method:
+        if args.model:
+            raise UsageError("give either --method (classical) or --model, not both")
         return lambda a, b, task: fuse_arrays(a, b, args.method, args.colour)
     from .pipeline import FusionPipeline
 
@@ -314,13 +335,25 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stacks(args: argparse.Namespace) -> int:
+    from .demo import write_photo_stacks
+    from .synth import prepare_out
+
+    if args.variants < 1:
+        raise UsageError("--variants must be at least 1")
+    prepare_out(Path(args.out))
+    names = write_photo_stacks(args.out, args.variants, args.seed)
+    print(f"{args.out}: {len(names)} pairs (mef/, mff/)", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
-    page = run_demo(out)
+    page = run_demo(out, args.model)
     print(f"wrote {page} — open it in a browser")
     return 0
 
@@ -391,7 +424,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .pairs import TASKS
+    from .pairs import TASKS, read_names_file
     from .sheet import contact_sheet
     from .synth import SynthConfig, replay, summary, synthesize
     from .teachers import parse_teachers
@@ -420,7 +453,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
                           crop_scales=scales,
                           severities=[s.strip() for s in args.severity.split(",")],
                           max_side=args.max_side, teachers=parse_teachers(args.teacher),
-                          depth=args.depth, keep_clean=args.keep_clean)
+                          depth=args.depth, keep_clean=args.keep_clean,
+                          include=read_names_file(args.pairs) if args.pairs else [],
+                          exclude=read_names_file(args.exclude) if args.exclude else [])
         rows = synthesize(cfg, args.out, args.workers, args.progress)
     info = summary(rows)
     print(f"{args.out}: {info['samples']} samples {info['tasks']}, {info['clean']} clean; "
@@ -451,13 +486,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     results = run_eval(args.data, out, args.methods, args.model, args.steps, args.seed,
-                       args.pairs)
-    by_method: dict[str, list[float]] = {}
-    for r in results:
-        by_method.setdefault(r["method"], []).append(r["PSNR_gt"])
-    for m, v in by_method.items():
-        print(f"{m:12s} mean PSNR_gt {sum(v) / len(v):.2f} dB over {len(v)} pairs")
-    print(f"wrote {out / 'results.csv'} and {out / 'index.html'}", file=sys.stderr)
+                       args.pairs, repeats=args.repeats)
+    from .evaluate import EVAL_METRICS, SUMMARY_KEYS, summary_rows
+
+    names = list(dict.fromkeys(r["method"] for r in results))
+    print("| task | method | n | " + " | ".join(SUMMARY_KEYS) + " |")  # a Markdown table
+    print("|---|---|---|" + "---|" * len(SUMMARY_KEYS))
+    for r in summary_rows(results, names):
+        print(f"| {r['task']} | {r['method']} | {r['n']} | {r['PSNR_gt']:.2f} | "
+              f"{r['SSIM_gt']:.3f} | " + " | ".join(f"{r[k]:.3f}" for k in EVAL_METRICS) + " |")
+    print(f"wrote {out / 'summary.csv'}, {out / 'results.csv'} and {out / 'index.html'}",
+          file=sys.stderr)
     return 0
 
 
@@ -469,14 +508,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for size in sizes:
         _parse_size(size)
     presets = args.presets.split(",")
-    bad = [p for p in presets if p not in PRESETS]
+    bad = [p for p in presets if p not in PRESETS and p != "default"]
     if bad:
         raise UsageError(f"unknown preset {bad[0]!r}; choose from {', '.join(PRESETS)}")
     if args.out:
         from .io import check_output_path
 
         check_output_path(args.out, exts=(".json",))
-    rows = run_bench(presets, sizes, args.runs, not args.no_pixel_space)
+    log = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    rows = run_bench(presets, sizes, args.runs, not args.no_pixel_space, log=log)
+    if args.json:
+        print(json.dumps(rows))
     if args.out:
         from .io import atomic_write_bytes
 
@@ -519,7 +561,7 @@ def cmd_latent_stats(args: argparse.Namespace) -> int:
 COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "train": cmd_train,
             "degrade": cmd_degrade, "synth": cmd_synth, "eval": cmd_eval, "bench": cmd_bench,
             "info": cmd_info,
-            "latent-stats": cmd_latent_stats, "demo": cmd_demo}
+            "latent-stats": cmd_latent_stats, "stacks": cmd_stacks, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

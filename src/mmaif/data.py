@@ -83,14 +83,16 @@ class SynthDataset(Dataset):
 
 
 class SynthFolder(Dataset):
-    """Samples written by ``mmaif synth`` (``OUT/{a,b,gt}/ID.png`` + ``manifest.jsonl``)."""
+    """Samples written by ``mmaif synth`` (``OUT/{a,b,gt}/ID.png`` + ``manifest.jsonl``);
+    ``cache`` keeps decoded 8-bit images in memory after their first read."""
 
     def __init__(self, folder: str | Path, patch: int | None = None,
-                 channels: int | None = 3):
+                 channels: int | None = 3, cache: bool = False):
         self.folder = Path(folder)
         self.rows = read_manifest(self.folder / "manifest.jsonl")
         self.patch, self.channels = patch, channels
         self.epoch = 0
+        self._cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
 
     def set_epoch(self, epoch: int) -> None:
         """New random patches each epoch (deterministic in the epoch)."""
@@ -101,6 +103,13 @@ class SynthFolder(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         row = self.rows[i]
-        images = {k: read_image(self.folder / k / f"{row['id']}.png").data
-                  for k in ("a", "b", "gt")}
+        if self._cache is not None and i in self._cache:
+            images = {k: v.astype(np.float32) / 255.0 for k, v in self._cache[i].items()}
+        else:
+            pics = {k: read_image(self.folder / k / f"{row['id']}.png") for k in ("a", "b", "gt")}
+            images = {k: p.data for k, p in pics.items()}
+            if self._cache is not None and all(p.bits == 8 for p in pics.values()):
+                # 8-bit PNGs: uint8 holds them exactly, at a quarter of float32's memory
+                self._cache[i] = {k: np.round(v * 255).astype(np.uint8)
+                                  for k, v in images.items()}
         return _item(row, images, self.patch, self.channels, self.epoch)

@@ -1,4 +1,5 @@
-"""``mmaif demo``: fuse pairs built from scikit-image's bundled photos, write images + HTML.
+"""``mmaif demo``: fuse pairs built from scikit-image's bundled photos with GFF and the default
+model, write images + HTML; ``mmaif stacks``: exposure / focus training pairs from other photos.
 
 The pairs are made here so the demo runs anywhere with no download: exposure pairs (MEF) by
 scaling linear light, focus pairs (MFF) by blurring complementary regions, and a
@@ -91,39 +92,114 @@ def demo_pairs() -> list[DemoPair]:
     return pairs
 
 
-def run_demo(out_dir: str | Path, methods_for: dict[str, tuple[str, ...]] | None = None,
-             log=print) -> Path:
-    """Fuse the demo pairs, write PNGs and ``index.html`` into ``out_dir``; return the page."""
+# Photos for generated training stacks: scikit-image's bundled images that the demo does not
+# show (the demo's astronaut / chelsea / coffee / camera stay unseen by the default model).
+STACK_PHOTOS = ("rocket", "hubble_deep_field", "immunohistochemistry", "retina", "coins",
+                "clock", "moon", "brick", "grass", "gravel", "cell", "page", "text")
+
+
+def _stack_photo(name: str, max_side: int = 640) -> np.ndarray:
+    from .io import resize_to
+
+    img = _photo(name)
+    h, w = img.shape[:2]
+    if max(h, w) > max_side:
+        s = max_side / max(h, w)
+        img = resize_to(img, (round(w * s), round(h * s)))
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _blob_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    kind = int(rng.integers(3))
+    if kind == 0:  # a straight boundary at a random angle through a random point
+        ang = rng.uniform(0, np.pi)
+        cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+        return (np.cos(ang) * (xx - cx) + np.sin(ang) * (yy - cy)) > 0
+    if kind == 1:  # an ellipse (a near object)
+        cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+        ry, rx = rng.uniform(0.15, 0.35) * h, rng.uniform(0.15, 0.35) * w
+        return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+    noise = ndimage.gaussian_filter(rng.standard_normal((h, w)), min(h, w) / 8)
+    return noise > 0  # irregular regions
+
+
+def write_photo_stacks(out_dir: str | Path, variants: int = 2, seed: int = 0) -> list[str]:
+    """Write exposure (MEF) and focus (MFF) pairs rendered from :data:`STACK_PHOTOS` in the
+    fusion-samples layout (``mef/{under,over}``, ``mff/{near,far}``); returns the pair names.
+    Deterministic in ``seed``."""
+    out = Path(out_dir)
+    for sub in ("mef/under", "mef/over", "mff/near", "mff/far"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    names = []
+    for k, photo in enumerate(STACK_PHOTOS):
+        img = _stack_photo(photo)
+        for v in range(variants):
+            rng = np.random.default_rng([seed, k, v])
+            name = f"gen_{photo}_{v}"
+            u, o = _exposure_pair(img, float(rng.uniform(1.0, 2.5)))
+            write_image(out / "mef" / "under" / f"{name}.png", u)
+            write_image(out / "mef" / "over" / f"{name}.png", o)
+            near, far = _focus_pair(img, _blob_mask(img.shape[:2], rng),
+                                    float(rng.uniform(1.5, 4.0)))
+            write_image(out / "mff" / "near" / f"{name}.png", near)
+            write_image(out / "mff" / "far" / f"{name}.png", far)
+            names += [f"mef/{name}", f"mff/{name}"]
+    return names
+
+
+def run_demo(out_dir: str | Path, model: str | Path | None = None, log=print) -> Path:
+    """Fuse the demo pairs with GFF and the mmaif model (``model``: a folder, or None for the
+    shipped default), each as given and with two degradations plus the matching prompt; write
+    PNGs and ``index.html`` into ``out_dir``; return the page."""
+    from .degrade.pipeline import compose_prompt, describe, sample_ops
+    from .pipeline import TASK_PROMPTS, FusionPipeline
+    from .synth import degrade_pair
+    from .teachers import DEFAULT_TEACHERS
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    methods_for = methods_for or {"mef": ("gff", "mertens", "laplacian"),
-                                  "mff": ("gff", "laplacian"), "vif": ("gff", "laplacian")}
+    pipe = FusionPipeline.from_pretrained(model)
     sections = []
-    for p in demo_pairs():
-        t0 = time.perf_counter()
-        images = [("a: " + _role(p.task, 0), f"{p.name}_a.png"),
-                  ("b: " + _role(p.task, 1), f"{p.name}_b.png")]
-        write_image(out / images[0][1], p.a)
-        write_image(out / images[1][1], p.b)
-        table = {}
-        for m in methods_for[p.task]:
-            fused = fuse_arrays(p.a, p.b, m)
-            fname = f"{p.name}_{m}.png"
-            write_image(out / fname, fused)
-            images.append((m, fname))
-            table[m] = compute_metrics(p.a, p.b, fused, p.gt, names=DEMO_METRICS)
-        if p.gt is not None:
-            write_image(out / f"{p.name}_gt.png", p.gt)
-            images.append(("original (ground truth)", f"{p.name}_gt.png"))
-        sections.append(Section(f"{p.name} ({p.task.upper()}, {p.a.shape[1]}x{p.a.shape[0]})",
-                                p.note, images, table))
-        log(f"{p.name:18s} " + "  ".join(
-            f"{m}: EN {v['EN']:.3f} Qabf {v['Qabf']:.3f}"
-            + (f" PSNR_gt {v['PSNR_gt']:.2f} dB" if "PSNR_gt" in v else "")
-            for m, v in table.items()) + f"  ({time.perf_counter() - t0:.1f}s)")
-    intro = ("Pairs built from scikit-image's bundled photos and fused with classical methods. "
-             "Metrics follow VIFB's conventions (see mmaif.metrics); PSNR_gt / SSIM_gt compare "
-             "with the original photo where one exists.")
+    for k, p in enumerate(demo_pairs()):
+        teacher = DEFAULT_TEACHERS[p.task]
+        ref = p.gt if p.gt is not None else fuse_arrays(p.a, p.b, teacher)
+        ref_label = ("original photo" if p.gt is not None
+                     else f"{teacher.upper()} of the clean pair")
+        write_image(out / f"{p.name}_ref.png", ref)
+        rng = np.random.default_rng([2025, k])
+        ops = sample_ops(p.task, rng, counts={2: 1.0}, severities=("moderate",))
+        variants = [("clean", p.a, p.b, TASK_PROMPTS[p.task], "as given")]
+        da, db = degrade_pair(p.task, p.a, p.b, ops)
+        variants.append(("degraded", da, db, compose_prompt(p.task, ops, rng), describe(ops)))
+        for tag, a, b, prompt, what in variants:
+            t0 = time.perf_counter()
+            stem = f"{p.name}_{tag}"
+            images = [("a: " + _role(p.task, 0), f"{stem}_a.png"),
+                      ("b: " + _role(p.task, 1), f"{stem}_b.png")]
+            write_image(out / images[0][1], a)
+            write_image(out / images[1][1], b)
+            table = {}
+            for method in ("gff", "mmaif"):
+                fused = (fuse_arrays(a, b, "gff") if method == "gff" else
+                         pipe(a, b, prompt=prompt, task=p.task, output="numpy"))
+                fname = f"{stem}_{method}.png"
+                write_image(out / fname, fused)
+                images.append((method, fname))
+                table[method] = compute_metrics(a, b, fused, ref, names=DEMO_METRICS)
+            images.append((f"reference: {ref_label}", f"{p.name}_ref.png"))
+            sections.append(Section(
+                f"{p.name}, {tag} ({p.task.upper()}, {a.shape[1]}x{a.shape[0]})",
+                f"{p.note}; inputs {what}. Prompt: “{prompt}”", images, table))
+            log(f"{stem:26s} " + "  ".join(
+                f"{m}: PSNR_ref {v['PSNR_gt']:.2f} dB Qabf {v['Qabf']:.3f}"
+                for m, v in table.items()) + f"  ({time.perf_counter() - t0:.1f}s)")
+    intro = ("Pairs built from scikit-image's bundled photos (not used in training), fused by "
+             "the classical GFF baseline and by the mmaif model with the prompt shown. Each pair "
+             "appears as given and with two degradations. PSNR_gt / SSIM_gt compare with the "
+             "reference named in each row (the original photo where one exists); the other "
+             "metrics follow VIFB's conventions (see mmaif.metrics).")
     return write_page(out / "index.html", "mmaif demo", intro, sections)
 
 

@@ -21,8 +21,8 @@ from .degrade.pipeline import describe
 from .errors import InputError, UsageError
 from .fusion import fuse_arrays
 from .io import atomic_write_bytes, write_image
-from .metrics import compute_metrics
-from .pairs import discover_pairs
+from .metrics import compute_metrics, psnr_gt
+from .pairs import discover_pairs, read_names_file, select_pairs
 from .report import Section, write_page
 from .restore import two_stage
 from .synth import SynthConfig, plan, render
@@ -31,33 +31,23 @@ METHODS = ("gff", "two-stage", "mmaif-reg", "mmaif-flow")
 EVAL_METRICS = ("EN", "SD", "AG", "Qabf", "SSIM")
 
 
-def _select(pairs, names_file: str | None):
-    if not names_file:
-        return pairs
-    path = Path(names_file)
-    if not path.is_file():
-        raise InputError(f"{path}: no such pairs file")
-    wanted = {ln.strip() for ln in path.read_text().splitlines() if ln.strip()
-              and not ln.startswith("#")}
-    chosen = [p for p in pairs if p.name in wanted or p.name.split("/")[-1] in wanted]
-    if not chosen:
-        raise InputError(f"{path}: none of its {len(wanted)} names match a pair of the dataset")
-    return chosen
-
-
 def eval_rows(root: str | Path, seed: int = 0, names_file: str | None = None,
-              max_side: int | None = 640) -> list[dict]:
-    """One degraded sample per clean pair (full frame, 1-3 degradations, fixed seed)."""
+              max_side: int | None = 640, repeats: int = 1) -> list[dict]:
+    """``repeats`` degraded samples per clean pair (full frame, 1-3 degradations, fixed
+    seeds: sample k of pair i is item k * n_pairs + i of the synthesis plan)."""
     _, pairs = discover_pairs(root)
     rows = []
-    for i, pair in enumerate(_select(pairs, names_file)):
-        if pair.task is None:
-            raise InputError(f"{root}: the layout does not say the task of {pair.name}")
-        cfg = SynthConfig(tasks=[pair.task], sources=[str(root)], n=1, seed=seed,
-                          crop_scales=[1.0], clean_prob=0.0, max_side=max_side)
-        row = plan(i, cfg, {pair.task: [pair]})
-        row["name"] = pair.name.replace("/", "_")
-        rows.append(row)
+    if names_file:
+        pairs = select_pairs(pairs, read_names_file(names_file), what=names_file)
+    for k in range(repeats):
+        for i, pair in enumerate(pairs):
+            if pair.task is None:
+                raise InputError(f"{root}: the layout does not say the task of {pair.name}")
+            cfg = SynthConfig(tasks=[pair.task], sources=[str(root)], n=1, seed=seed,
+                              crop_scales=[1.0], clean_prob=0.0, max_side=max_side)
+            row = plan(k * len(pairs) + i, cfg, {pair.task: [pair]})
+            row["name"] = pair.name.replace("/", "_") + (f"_{k}" if repeats > 1 else "")
+            rows.append(row)
     return rows
 
 
@@ -68,25 +58,31 @@ def _methods(spec: str, model: str | None):
         raise UsageError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
     pipe = None
     if any(m.startswith("mmaif") for m in names):
-        if not model:
-            raise UsageError("mmaif-reg / mmaif-flow need --model (no default model is shipped "
-                             "yet)")
         from .pipeline import FusionPipeline
 
-        pipe = FusionPipeline.from_pretrained(model)
+        pipe = FusionPipeline.from_pretrained(model)  # None: the shipped default
         for m in names:
             want = "flow" if m == "mmaif-flow" else "reg"
             if m.startswith("mmaif") and pipe.spec["objective"] != want:
-                raise InputError(f"{model}: a {pipe.spec['objective']} model has no "
-                                 f"{want} weights for method {m}")
+                raise InputError(f"{model or 'the default model'}: a {pipe.spec['objective']} "
+                                 f"model has no {want} weights for method {m}")
     return names, pipe
 
 
-def run_eval(root: str | Path, out: str | Path, methods: str = "gff,two-stage",
+DEFAULT_METHODS = "gff,two-stage,mmaif-reg"
+SUMMARY_KEYS = ("PSNR_gt", "SSIM_gt", *EVAL_METRICS)
+
+
+def run_eval(root: str | Path, out: str | Path, methods: str = DEFAULT_METHODS,
              model: str | None = None, steps: int = 8, seed: int = 0,
-             names_file: str | None = None, progress: bool = True) -> list[dict]:
+             names_file: str | None = None, progress: bool = True,
+             repeats: int = 1) -> list[dict]:
+    """Write ``results.csv`` (per image and method), ``summary.csv`` (per task and method),
+    ``summary_degradations.csv`` (PSNR_gt per degradation type), images and ``index.html``."""
+    if repeats < 1:
+        raise UsageError("--repeats must be at least 1")
     names, pipe = _methods(methods, model)
-    rows = eval_rows(root, seed, names_file)
+    rows = eval_rows(root, seed, names_file, repeats=repeats)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     results, sections = [], []
@@ -123,6 +119,8 @@ def run_eval(root: str | Path, out: str | Path, methods: str = "gff,two-stage",
                                 f"{describe(row['ops'])} — prompt: {row['prompt']}",
                                 [(c, f"images/{f}") for c, f in imgs], table))
     _write_csv(out / "results.csv", results)
+    _write_csv(out / "summary.csv", summary_rows(results, names))
+    _write_csv(out / "summary_degradations.csv", _degradation_rows(results, names))
     summary = _summaries(results, names)
     write_page(out / "index.html", "mmaif eval",
                f"{len(rows)} pairs from {root}, seed {seed}; GT = teacher on the clean pair. "
@@ -145,9 +143,37 @@ def _mean_table(results: list[dict], names: list[str]) -> dict[str, dict[str, fl
     for m in names:
         rs = [r for r in results if r["method"] == m]
         if rs:
-            table[m] = {k: float(np.nanmean([r[k] for r in rs])) for k in
-                        ("PSNR_gt", "SSIM_gt", *EVAL_METRICS)}
+            table[m] = {k: float(np.nanmean([r[k] for r in rs])) for k in SUMMARY_KEYS}
     return table
+
+
+def summary_rows(results: list[dict], names: list[str]) -> list[dict]:
+    """One row per (task, method): task, method, n, PSNR_gt, SSIM_gt, no-reference metrics."""
+    out = []
+    for task in ("vif", "mef", "mff"):
+        rs = [r for r in results if r["task"] == task]
+        for m, vals in _mean_table(rs, names).items():
+            n = sum(r["method"] == m for r in rs)
+            out.append({"task": task, "method": m, "n": n, **vals})
+    return out
+
+
+def _per_degradation(results: list[dict]) -> dict[str, list[dict]]:
+    per_deg: dict[str, list[dict]] = defaultdict(list)
+    for r in results:
+        for part in r["degradations"].split(" + "):
+            per_deg[part.split("(")[0]].append(r)
+    return dict(sorted(per_deg.items()))
+
+
+def _degradation_rows(results: list[dict], names: list[str]) -> list[dict]:
+    out = []
+    for deg, rs in _per_degradation(results).items():
+        for m in names:
+            vals = [r["PSNR_gt"] for r in rs if r["method"] == m]
+            out.append({"degradation": deg, "method": m, "n": len(vals),
+                        "PSNR_gt": float(np.mean(vals))})
+    return out
 
 
 def _summaries(results: list[dict], names: list[str]) -> list[Section]:
@@ -157,12 +183,40 @@ def _summaries(results: list[dict], names: list[str]) -> list[Section]:
         if rs:
             out.append(Section(f"{task.upper()}: mean over {len(rs) // len(names)} pairs",
                                table=_mean_table(rs, names)))
-    per_deg: dict[str, list[dict]] = defaultdict(list)
-    for r in results:
-        for part in r["degradations"].split(" + "):
-            per_deg[part.split("(")[0]].append(r)
     table = {deg: {m: float(np.mean([r["PSNR_gt"] for r in rs if r["method"] == m]))
-                   for m in names} for deg, rs in sorted(per_deg.items())}
+                   for m in names} for deg, rs in _per_degradation(results).items()}
     out.append(Section("PSNR_gt (dB) per degradation type (samples containing it)",
                        table=table))
+    return out
+
+
+def clean_fidelity(root: str | Path, names_file: str | None = None, model: str | None = None,
+                   max_side: int = 640) -> list[dict]:
+    """How well a model imitates the teacher on *clean* pairs: per pair, PSNR against the
+    teacher's fusion (the training GT) of the model, of the plain mean of the inputs (what the
+    model outputs at initialisation) and of GFF."""
+    from .io import read_image, resize_to
+    from .pipeline import FusionPipeline
+    from .teachers import DEFAULT_TEACHERS
+
+    pipe = FusionPipeline.from_pretrained(model)
+    _, pairs = discover_pairs(root)
+    if names_file:
+        pairs = select_pairs(pairs, read_names_file(names_file), what=names_file)
+    out = []
+    for p in pairs:
+        a, b = read_image(p.a).data, read_image(p.b).data
+        h, w = a.shape[:2]
+        if max(h, w) > max_side:
+            s = max_side / max(h, w)
+            a, b = (resize_to(x, (round(w * s), round(h * s))) for x in (a, b))
+        gt = fuse_arrays(a, b, DEFAULT_TEACHERS[p.task])
+        if a.ndim != b.ndim:
+            a3, b3 = (np.repeat(x[..., None], 3, -1) if x.ndim == 2 else x for x in (a, b))
+        else:
+            a3, b3 = a, b
+        out.append({"pair": p.name, "task": p.task,
+                    "model": psnr_gt(pipe(a, b, task=p.task, output="numpy"), gt),
+                    "mean": psnr_gt((a3 + b3) / 2, gt),
+                    "gff": psnr_gt(fuse_arrays(a, b, "gff"), gt)})
     return out

@@ -14,11 +14,32 @@ from .model import FusionDiT, load_config_file, make_config
 from .tokenizers import make_tokenizer
 
 
-def _flops(fn) -> int:
+def _count_cpu_attention() -> None:
+    """torch's counter has formulas for the CUDA attention kernels but not for the CPU flash
+    kernel that ``scaled_dot_product_attention`` runs here, so attention would count as 0;
+    register the same formula for it (once, on first use)."""
+    from torch.utils import flop_counter as fc
+
+    op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    if op in fc.flop_registry or op.default in fc.flop_registry:
+        return
+
+    @fc.register_flop_formula(op)
+    def _cpu_sdpa(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
+        return fc.sdpa_flop_count(q_shape, k_shape, v_shape)
+
+
+def count_flops(fn) -> tuple[int, object]:
+    """(FLOPs of one call of ``fn`` under no_grad, its result)."""
+    _count_cpu_attention()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        fn()
-    return counter.get_total_flops()
+        out = fn()
+    return counter.get_total_flops(), out
+
+
+def _flops(fn) -> int:
+    return count_flops(fn)[0]
 
 
 def model_info(preset: str, config: str | None, size: tuple[int, int], tokenizer: str = "pixel",

@@ -451,10 +451,10 @@ def fullres_output(pred: torch.Tensor, inputs: list[torch.Tensor], f: int) -> to
 
 # ------------------------------------------------------------------ presets and I/O
 PRESETS: dict[str, dict] = {
-    # trains on 2 CPU cores: pixel tokens (f = 8), patch 1
+    # trains on 2 CPU cores: pixel tokens (f = 8), patch 2 (1200 tokens at 640x480)
     # Expert width = dim: shared + top-2 experts activate 3 x 3 x dim^2 weights per token,
     # close to a dense 4x MLP (2 x 4 x dim^2), as in fine-grained MoE.
-    "tiny": dict(dim=192, depth=6, heads=3, mlp_ratio=1.0, patch=1, adaln_rank=32),
+    "tiny": dict(dim=192, depth=6, heads=3, mlp_ratio=1.0, patch=2, adaln_rank=32),
     "small": dict(dim=384, depth=8, heads=6, mlp_ratio=1.0, patch=1, adaln_rank=64),
     # paper scale, around DiT-B/2: patch 2 on the f = 8 grid
     "base": dict(dim=768, depth=12, heads=12, mlp_ratio=1.0, patch=2, adaln_rank=128),

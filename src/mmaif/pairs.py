@@ -158,3 +158,31 @@ def infer_task(path_a: str | Path, path_b: str | Path) -> str | None:
             return t
     return None
 
+
+def read_names_file(path: str | Path) -> list[str]:
+    """Pair names or glob patterns, one per line (``#`` comments and blank lines skipped)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError:
+        raise InputError(f"{path}: no such pairs file (or unreadable)") from None
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _matches(pair: Pair, patterns: list[str]) -> bool:
+    from fnmatch import fnmatchcase
+
+    short = pair.name.split("/")[-1]
+    return any(fnmatchcase(pair.name, p) or fnmatchcase(short, p) for p in patterns)
+
+
+def select_pairs(pairs: list[Pair], include: list[str] | None = None,
+                 exclude: list[str] | None = None, what: str = "the names",
+                 required: bool = True) -> list[Pair]:
+    """Pairs matching ``include`` (names like ``vif/tno_07`` or ``tno_07``, or glob patterns)
+    and none of ``exclude``; an error when nothing is left and ``required``."""
+    chosen = [p for p in pairs if (not include or _matches(p, include))
+              and not (exclude and _matches(p, exclude))]
+    if required and pairs and not chosen:
+        raise InputError(f"no pair is left after selecting by {what}; check the names")
+    return chosen

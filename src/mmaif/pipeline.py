@@ -1,5 +1,6 @@
 """``FusionPipeline``: load a trained model and fuse pairs of any size and colour.
 
+    pipe = FusionPipeline.from_pretrained()                  # the default model shipped inside
     pipe = FusionPipeline.from_pretrained("runs/mmaif")      # a run folder or a saved pipeline
     fused = pipe("ir.png", "vi.png", prompt="remove the haze and fuse them")  # PIL image
     pipe.save_pretrained("my_model")                         # config.json + model.safetensors
@@ -23,6 +24,8 @@ from .io import atomic_write_bytes, read_image
 from .model import DiTConfig, FusionDiT
 from .tokenizers import crop_to, make_tokenizer, pad_to_multiple
 from .train import Components, load_run_weights
+
+DEFAULT_MODEL = Path(__file__).parent / "weights" / "default"
 
 TASK_PROMPTS = {"vif": "Fuse the infrared and visible images.",
                 "mef": "Fuse the exposures into one well-exposed image.",
@@ -79,6 +82,7 @@ class FusionPipeline:
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.spec = {"tokenizer": tokenizer, "text": text, "objective": objective}
+        self.training: dict | None = None  # the training config, kept by save_pretrained
         tok = make_tokenizer(tokenizer, self.device)
         enc = make_text_encoder(text, self.device)
         self.model = model.to(self.device).eval()
@@ -88,10 +92,14 @@ class FusionPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None,
                         device: str | torch.device | None = None) -> FusionPipeline:
-        """A saved pipeline folder (config.json + model.safetensors) or a training run folder
-        / checkpoint (EMA weights of the latest checkpoint)."""
+        """A saved pipeline folder (config.json + model.safetensors), a training run folder
+        / checkpoint (EMA weights of the latest checkpoint), or, with no argument, the default
+        model shipped inside the package (:data:`DEFAULT_MODEL`)."""
         if path is None:
-            raise InputError("no model given: pass a saved pipeline or training run folder")
+            if not (DEFAULT_MODEL / "model.safetensors").is_file():
+                raise InputError(f"the default model is missing from this installation "
+                                 f"({DEFAULT_MODEL}); reinstall mmaif or pass a model folder")
+            path = DEFAULT_MODEL
         path = Path(path)
         if not path.is_dir():
             raise InputError(f"{path}: not a folder; give a saved pipeline or a run folder")
@@ -100,21 +108,30 @@ class FusionPipeline:
 
             meta = json.loads((path / "config.json").read_text())
             model = load_model(path)
-            spec = meta.get("pipeline", {})
+            spec, training = meta.get("pipeline", {}), meta.get("training")
         else:
-            mcfg, tcfg, state = load_run_weights(path)
+            mcfg, training, state = load_run_weights(path)
             model = FusionDiT(DiTConfig.from_dict(mcfg))
             model.load_state_dict(state)
-            spec = {"tokenizer": tcfg["tokenizer"], "text": tcfg["text"],
-                    "objective": tcfg["objective"]}
-        return cls(model, spec.get("tokenizer", "pixel"), spec.get("text", "minilm"),
+            spec = {"tokenizer": training["tokenizer"], "text": training["text"],
+                    "objective": training["objective"]}
+        pipe = cls(model, spec.get("tokenizer", "pixel"), spec.get("text", "minilm"),
                    spec.get("objective", "reg"), device)
+        pipe.training = training
+        return pipe
 
     def save_pretrained(self, folder: str | Path) -> Path:
+        """config.json + model.safetensors (+ a short README.md unless the folder already holds
+        one, e.g. a model card)."""
         from .model import save_model
 
         folder = Path(folder)
-        save_model(self.model, folder, extra={"pipeline": self.spec})
+        extra = {"pipeline": self.spec}
+        if self.training:
+            extra["training"] = self.training
+        save_model(self.model, folder, extra=extra)
+        if (folder / "README.md").exists():
+            return folder
         atomic_write_bytes(folder / "README.md", (
             "# mmaif fusion model\n\nLoad with `mmaif.pipeline.FusionPipeline.from_pretrained"
             f"('{folder.name}')`.\nTokenizer: {self.spec['tokenizer']}, text encoder: "

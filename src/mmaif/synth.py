@@ -24,7 +24,7 @@ from .degrade.ops import OPS, SEVERITIES
 from .degrade.pipeline import apply_ops, compose_prompt, describe, sample_ops
 from .errors import InputError, UsageError
 from .io import atomic_write_bytes, encode_image, read_image, resize_to
-from .pairs import TASKS, Pair, discover_pairs
+from .pairs import TASKS, Pair, discover_pairs, select_pairs
 from .teachers import parse_teachers, teacher_gt
 
 MANIFEST = "manifest.jsonl"
@@ -47,6 +47,8 @@ class SynthConfig:
     teachers: dict[str, str] = field(default_factory=parse_teachers)
     depth: str | None = None
     keep_clean: bool = False
+    include: list[str] = field(default_factory=list)  # pair names / glob patterns to use
+    exclude: list[str] = field(default_factory=list)  # ... and to leave out
 
     def check(self) -> None:
         bad = [t for t in self.tasks if t not in TASKS]
@@ -69,6 +71,8 @@ def collect_pairs(cfg: SynthConfig) -> dict[str, list[Pair]]:
     for root in cfg.sources:
         single = cfg.tasks[0] if len(cfg.tasks) == 1 else None
         _, pairs = discover_pairs(root, single)
+        # one of several roots may hold none of the listed pairs; empty tasks fail below
+        pairs = select_pairs(pairs, cfg.include, cfg.exclude, required=False)
         for p in pairs:
             if p.task in by_task:
                 by_task[p.task].append(p)
@@ -131,13 +135,18 @@ def render(row: dict, depth_estimator=None) -> dict[str, np.ndarray]:
     gt = teacher_gt(row["teacher"], row["task"], src["pair"], a, b, box)
     if gt.shape[:2] != a.shape[:2]:
         gt = resize_to(gt, (a.shape[1], a.shape[0]))
-    depth = None
-    if any(OPS[r["name"]].uses_depth for r in row["ops"]):
-        est = depth_estimator or make_depth_estimator(row.get("depth"))
-        ref = b if row["task"] == "vif" else _mean_pair(a, b)
-        depth = est(ref)
-    da, db = apply_ops(a, b, row["ops"], depth)
+    da, db = degrade_pair(row["task"], a, b, row["ops"], depth_estimator, row.get("depth"))
     return {"a": da, "b": db, "gt": gt, "clean_a": a, "clean_b": b}
+
+
+def degrade_pair(task: str, a: np.ndarray, b: np.ndarray, ops: list[dict],
+                 depth_estimator=None, depth: str | None = None):
+    """Apply recorded degradations, estimating depth (for haze) only when an op needs it."""
+    depth_map = None
+    if any(OPS[r["name"]].uses_depth for r in ops):
+        est = depth_estimator or make_depth_estimator(depth)
+        depth_map = est(b if task == "vif" else _mean_pair(a, b))
+    return apply_ops(a, b, ops, depth_map)
 
 
 def _mean_pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -64,6 +64,7 @@ class TrainConfig:
     t_shift: float = 1.0
     seed: int = 0
     onthefly_n: int = 10000
+    cache: bool = True                # keep a --data folder's decoded images in memory
     log_every: int = 10
     save_every: int = 500
     keep_last: int = 3
@@ -279,7 +280,7 @@ def _dataset(cfg: TrainConfig):
         if not (Path(cfg.data) / "manifest.jsonl").is_file():
             raise InputError(f"{cfg.data}: no manifest.jsonl; --data takes a `mmaif synth` "
                              "output folder")
-        return SynthFolder(cfg.data, patch=cfg.patch)
+        return SynthFolder(cfg.data, patch=cfg.patch, cache=cfg.cache)
     return SynthDataset(SynthConfig(tasks=["vif", "mef", "mff"], sources=list(cfg.src),
                                     n=cfg.onthefly_n, seed=cfg.seed), patch=cfg.patch)
 
@@ -406,8 +407,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         (run / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     net = model
     if world > 1:
+        # MoE: an expert that no token of this rank's micro-batch chose gets no gradient here;
+        # DDP must be told, or the ranks wait for each other forever
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[local] if device.type == "cuda" else None)
+            model, device_ids=[local] if device.type == "cuda" else None,
+            find_unused_parameters=mcfg.moe)
     comps = Components(model, tok, text, cfg.objective)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.amp and device.type == "cuda") \
         else torch.autocast("cpu", enabled=False)
