@@ -99,14 +99,11 @@ STACK_PHOTOS = ("rocket", "hubble_deep_field", "immunohistochemistry", "retina",
 
 
 def _stack_photo(name: str, max_side: int = 640) -> np.ndarray:
-    from .io import resize_to
+    from .io import fit_within, resize_to
 
     img = _photo(name)
-    h, w = img.shape[:2]
-    if max(h, w) > max_side:
-        s = max_side / max(h, w)
-        img = resize_to(img, (round(w * s), round(h * s)))
-    return np.clip(img, 0, 1).astype(np.float32)
+    size = fit_within(img.shape, max_side)
+    return np.clip(resize_to(img, size) if size else img, 0, 1).astype(np.float32)
 
 
 def _blob_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -194,29 +194,19 @@ def clean_fidelity(root: str | Path, names_file: str | None = None, model: str |
                    max_side: int = 640) -> list[dict]:
     """How well a model imitates the teacher on *clean* pairs: per pair, PSNR against the
     teacher's fusion (the training GT) of the model, of the plain mean of the inputs (what the
-    model outputs at initialisation) and of GFF."""
-    from .io import read_image, resize_to
+    model outputs at initialisation) and of GFF. Pairs are framed as in :func:`eval_rows`,
+    with the degradations left out."""
     from .pipeline import FusionPipeline
-    from .teachers import DEFAULT_TEACHERS
 
     pipe = FusionPipeline.from_pretrained(model)
-    _, pairs = discover_pairs(root)
-    if names_file:
-        pairs = select_pairs(pairs, read_names_file(names_file), what=names_file)
     out = []
-    for p in pairs:
-        a, b = read_image(p.a).data, read_image(p.b).data
-        h, w = a.shape[:2]
-        if max(h, w) > max_side:
-            s = max_side / max(h, w)
-            a, b = (resize_to(x, (round(w * s), round(h * s))) for x in (a, b))
-        gt = fuse_arrays(a, b, DEFAULT_TEACHERS[p.task])
-        if a.ndim != b.ndim:
-            a3, b3 = (np.repeat(x[..., None], 3, -1) if x.ndim == 2 else x for x in (a, b))
-        else:
-            a3, b3 = a, b
-        out.append({"pair": p.name, "task": p.task,
-                    "model": psnr_gt(pipe(a, b, task=p.task, output="numpy"), gt),
+    for row in eval_rows(root, names_file=names_file, max_side=max_side):
+        s = render({**row, "ops": []})
+        a, b, gt = s["a"], s["b"], s["gt"]
+        a3, b3 = ((np.repeat(x[..., None], 3, -1) if x.ndim == 2 else x for x in (a, b))
+                  if a.ndim != b.ndim else (a, b))
+        out.append({"pair": row["sources"]["pair"], "task": row["task"],
+                    "model": psnr_gt(pipe(a, b, task=row["task"], output="numpy"), gt),
                     "mean": psnr_gt((a3 + b3) / 2, gt),
                     "gff": psnr_gt(fuse_arrays(a, b, "gff"), gt)})
     return out

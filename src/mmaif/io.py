@@ -252,6 +252,16 @@ def resize_to(data: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def fit_within(shape, max_side: int | None) -> tuple[int, int] | None:
+    """(width, height) that brings an image of ``shape`` to a long side of ``max_side``, or
+    None when it already fits (or no limit is given)."""
+    h, w = shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return None
+    s = max_side / max(h, w)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
 def read_yaml_mapping(path: str | os.PathLike) -> dict:
     """A YAML file holding a mapping (configs); one-line errors for the usual problems."""
     import yaml

@@ -23,7 +23,7 @@ from .degrade.depth import make_depth_estimator
 from .degrade.ops import OPS, SEVERITIES
 from .degrade.pipeline import apply_ops, compose_prompt, describe, sample_ops
 from .errors import InputError, UsageError
-from .io import atomic_write_bytes, encode_image, read_image, resize_to
+from .io import atomic_write_bytes, encode_image, fit_within, read_image, resize_to
 from .pairs import TASKS, Pair, discover_pairs, select_pairs
 from .teachers import parse_teachers, teacher_gt
 
@@ -129,7 +129,7 @@ def render(row: dict, depth_estimator=None) -> dict[str, np.ndarray]:
     c = row["crop"]
     box = (c["x"], c["y"], c["w"], c["h"])
     a, b = (x[c["y"]:c["y"] + c["h"], c["x"]:c["x"] + c["w"]] for x in (a, b))
-    size = _target_size(a.shape, row.get("max_side"))
+    size = fit_within(a.shape, row.get("max_side"))
     if size:
         a, b = resize_to(a, size), resize_to(b, size)
     gt = teacher_gt(row["teacher"], row["task"], src["pair"], a, b, box)
@@ -153,14 +153,6 @@ def _mean_pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.ndim != b.ndim:
         a, b = (x.mean(-1) if x.ndim == 3 else x for x in (a, b))
     return (a + b) / 2
-
-
-def _target_size(shape, max_side: int | None) -> tuple[int, int] | None:
-    h, w = shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return None
-    s = max_side / max(h, w)
-    return max(1, round(w * s)), max(1, round(h * s))
 
 
 def write_sample(out: Path, row: dict, images: dict[str, np.ndarray], keep_clean: bool) -> None:
