@@ -20,5 +20,6 @@ $PY -c "from mmaif.pipeline import FusionPipeline as P; \
 P.from_pretrained('runs/default').save_pretrained('src/mmaif/weights/default')"
 # 5. the model card's numbers
 $MMAIF eval --data ../shared/fusion-samples --pairs splits/fusion_samples_dev.txt \
-    --repeats 4 --methods gff,two-stage,mmaif-reg --out eval_dev
+    --repeats 4 --methods teacher,two-stage,mmaif-reg \
+    --prompt-modes given,task,empty,mismatched --out eval_dev
 $MMAIF bench

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 
+from mmaif.evaluate import bootstrap_ci, eval_rows, mismatched_prompts
+from mmaif.io import read_image
 from mmaif.train import train
 
 from .test_synth import src  # noqa: F401  (module fixture: clean pairs of every task)
@@ -56,3 +59,84 @@ def test_eval_errors(cli, src, four, tmp_path):  # noqa: F811
     assert code == 2 and "--repeats" in err
     code, _, err = cli("eval", "--data", src, "--out", tmp_path / "e", "--methods", "magic")
     assert code == 2 and "unknown method" in err
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_mef_teacher_is_mertens_of_the_degraded_inputs(cli, src, tmp_path):  # noqa: F811
+    """The teacher row of an MEF sample is exactly `mmaif fuse --method mertens` of the saved
+    degraded inputs (and not GFF, the VIF/MFF teacher)."""
+    (tmp_path / "names.txt").write_text("mef/p0\nvif/p1\n")
+    code, out, err = cli("eval", "--data", src, "--out", tmp_path / "ev", "--methods",
+                         "teacher,gff,two-stage", "--pairs", tmp_path / "names.txt")
+    assert code == 0, err
+    im = tmp_path / "ev/images"
+    for name, method in (("mef_p0", "mertens"), ("vif_p1", "gff")):
+        code, _, err = cli("fuse", im / f"{name}_a.png", im / f"{name}_b.png", "--method",
+                           method, "-o", tmp_path / f"{name}.png")
+        assert code == 0, err
+        assert f"method {method}" in err
+        teacher = read_image(im / f"{name}_teacher.png").data
+        np.testing.assert_array_equal(read_image(tmp_path / f"{name}.png").data, teacher)
+    gff = read_image(im / "mef_p0_gff.png").data
+    assert np.abs(gff - read_image(im / "mef_p0_teacher.png").data).mean() > 0.01
+    summary = read_csv(tmp_path / "ev/summary.csv")
+    assert {r["vs"] for r in summary} == {"teacher"}  # deltas are against the teacher
+    assert all(float(r["dPSNR"]) == 0 for r in summary if r["method"] == "teacher")
+    assert "Δ vs teacher" in out and "per degradation type" in out
+
+
+def test_every_prompt_mode_gives_its_own_rows(cli, src, four, tmp_path):  # noqa: F811
+    train(small(four, tmp_path / "run", max_steps=1), progress="none")
+    (tmp_path / "names.txt").write_text("vif/p0\nvif/p1\nmff/p0\n")
+    code, out, err = cli("eval", "--data", src, "--out", tmp_path / "ev", "--methods",
+                         "teacher,mmaif-reg", "--model", tmp_path / "run", "--pairs",
+                         tmp_path / "names.txt", "--prompt-modes", "given,task,empty,mismatched")
+    assert code == 0, err
+    want = ["teacher", "mmaif-reg", "mmaif-reg@task", "mmaif-reg@empty", "mmaif-reg@mismatched"]
+    rows = read_csv(tmp_path / "ev/results.csv")
+    assert [r["method"] for r in rows[:5]] == want and len(rows) == 3 * 5
+    for f in ("summary.csv", "summary_degradations.csv"):
+        assert {r["method"] for r in read_csv(tmp_path / "ev" / f)} == set(want)
+    page = (tmp_path / "ev/index.html").read_text()
+    for m in want[1:]:
+        assert m in page and m in out
+    by = {(r["pair"], r["method"]): r["prompt"] for r in rows}
+    for pair in ("vif_p0", "vif_p1", "mff_p0"):
+        assert by[(pair, "mmaif-reg@empty")] == ""
+        assert by[(pair, "mmaif-reg@task")].startswith("Fuse")
+        assert by[(pair, "mmaif-reg@mismatched")] not in ("", by[(pair, "mmaif-reg")])
+    assert (tmp_path / "ev/images/vif_p0_mmaif-reg_mismatched.png").is_file()
+    code, _, err = cli("eval", "--data", src, "--out", tmp_path / "e2", "--prompt-modes", "loud")
+    assert code == 2 and "--prompt-modes" in err
+
+
+def test_mismatched_prompts_share_no_degradation(src):  # noqa: F811
+    rows = eval_rows(src, repeats=6)
+    prompts = mismatched_prompts(rows)
+    assert prompts == mismatched_prompts(rows)  # deterministic
+    by_prompt = {r["prompt"]: r for r in rows}
+    borrowed = 0
+    for row, p in zip(rows, prompts, strict=True):
+        assert p != row["prompt"]
+        if p in by_prompt:  # taken from another sample: same task, disjoint degradation types
+            other = by_prompt[p]
+            borrowed += 1
+            assert other["task"] == row["task"]
+            assert not {o["name"] for o in other["ops"]} & {o["name"] for o in row["ops"]}
+    assert borrowed >= len(rows) // 2
+
+
+def test_bootstrap_interval_resamples_whole_pairs():
+    rng = np.random.default_rng(0)
+    vals = rng.normal(20, 2, 8)
+    lo, hi = bootstrap_ci(vals, range(8))
+    assert lo < vals.mean() < hi and hi - lo < 4 * 2 / np.sqrt(8)
+    # four identical repeats of each pair carry no new information: the same interval
+    assert bootstrap_ci(np.repeat(vals, 4), np.repeat(np.arange(8), 4)) == (lo, hi)
+    # treated as independent samples the interval would (wrongly) shrink by about half
+    naive = bootstrap_ci(np.repeat(vals, 4), range(32))
+    assert naive[1] - naive[0] < 0.7 * (hi - lo)

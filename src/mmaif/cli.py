@@ -145,9 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="dataset root with clean pairs")
     _add_out(e, "output folder (results.csv, images/, index.html)", required=True)
     e.add_argument("--model", help="model for mmaif-reg / mmaif-flow (default: the shipped one)")
-    e.add_argument("--methods", default="gff,two-stage,mmaif-reg",
-                   help="comma-separated: gff, two-stage, mmaif-reg, mmaif-flow "
-                   "(default: gff,two-stage,mmaif-reg)")
+    e.add_argument("--methods", default="teacher,two-stage,mmaif-reg",
+                   help="comma-separated: teacher (the task's teacher on the degraded inputs), "
+                   "gff, two-stage (oracle fixes, then the teacher), mmaif-reg, mmaif-flow "
+                   "(default: teacher,two-stage,mmaif-reg)")
+    e.add_argument("--prompt-modes", default="given",
+                   help="comma-separated prompts for the model methods: given (the sample's), "
+                   "task (mmaif fuse's default), empty, mismatched (another sample's, with "
+                   "other degradations); rows are named METHOD@MODE (default: given)")
+    e.add_argument("--teacher", help="teachers as in synth: 'gff' or 'vif=gff,mef=mertens,"
+                   "mff=DIR' (default: vif=gff,mef=mertens,mff=gff)")
     e.add_argument("--steps", type=int, default=8, help="flow sampler steps")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--pairs", help="file of pair names to use (one per line)")
@@ -206,16 +213,35 @@ def _fuser(args: argparse.Namespace):
     shipped default)."""
     from .fusion import fuse_arrays
 
+    said = set()
+
+    def say(task: str | None, what: str) -> None:
+        """Tell (once per distinct setting) which task and prompt or method a fusion used."""
+        if (task, what) not in said:
+            said.add((task, what))
+            from tqdm import tqdm
+
+            tqdm.write(f"task {task or 'unknown'}; {what}", file=sys.stderr)
+
     if args.method:
         if args.model:
             raise UsageError("give either --method (classical) or --model, not both")
-        return lambda a, b, task: fuse_arrays(a, b, args.method, args.colour)
-    from .pipeline import FusionPipeline
+
+        def classical(a, b, task):
+            say(task, f"method {args.method} (colour {args.colour})")
+            return fuse_arrays(a, b, args.method, args.colour)
+        return classical
+    from .pipeline import FusionPipeline, default_prompt
 
     pipe = FusionPipeline.from_pretrained(args.model)
-    return lambda a, b, task: pipe(a, b, prompt=args.prompt, task=task, steps=args.steps,
-                                   sampler=args.sampler, shift=args.shift, seed=args.seed,
-                                   output="numpy", tile=args.tile)
+
+    def model(a, b, task):
+        prompt = default_prompt(task) if args.prompt is None else args.prompt
+        say(task, f"prompt: {prompt!r}" + (" (the task's default; give --prompt to name the "
+                                            "degradations)" if args.prompt is None else ""))
+        return pipe(a, b, prompt=prompt, task=task, steps=args.steps, sampler=args.sampler,
+                    shift=args.shift, seed=args.seed, output="numpy", tile=args.tile)
+    return model
 
 
 def cmd_fuse(args: argparse.Namespace) -> int:
@@ -486,15 +512,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     results = run_eval(args.data, out, args.methods, args.model, args.steps, args.seed,
-                       args.pairs, repeats=args.repeats)
-    from .evaluate import EVAL_METRICS, SUMMARY_KEYS, summary_rows
+                       args.pairs, repeats=args.repeats, prompt_modes=args.prompt_modes,
+                       teachers=args.teacher)
+    from .evaluate import degradation_markdown, degradation_rows, markdown_table, summary_rows
 
     names = list(dict.fromkeys(r["method"] for r in results))
-    print("| task | method | n | " + " | ".join(SUMMARY_KEYS) + " |")  # a Markdown table
-    print("|---|---|---|" + "---|" * len(SUMMARY_KEYS))
-    for r in summary_rows(results, names):
-        print(f"| {r['task']} | {r['method']} | {r['n']} | {r['PSNR_gt']:.2f} | "
-              f"{r['SSIM_gt']:.3f} | " + " | ".join(f"{r[k]:.3f}" for k in EVAL_METRICS) + " |")
+    print(markdown_table(summary_rows(results, names)))
+    print("\nPSNR_gt per degradation type (samples containing it):\n")
+    print(degradation_markdown(degradation_rows(results, names)))
     print(f"wrote {out / 'summary.csv'}, {out / 'results.csv'} and {out / 'index.html'}",
           file=sys.stderr)
     return 0

@@ -33,6 +33,11 @@ TASK_PROMPTS = {"vif": "Fuse the infrared and visible images.",
                 None: "Fuse them."}
 
 
+def default_prompt(task: str | None) -> str:
+    """The prompt used when none is given (``mmaif fuse`` without ``--prompt``)."""
+    return TASK_PROMPTS.get(task, TASK_PROMPTS[None])
+
+
 def _as_array(x) -> np.ndarray:
     if isinstance(x, (str, Path)):
         return read_image(x).data
@@ -202,7 +207,7 @@ class FusionPipeline:
         if xa.shape[:2] != xb.shape[:2]:
             raise InputError(f"image sizes differ: {xa.shape[1]}x{xa.shape[0]} vs "
                              f"{xb.shape[1]}x{xb.shape[0]}")
-        prompt = prompt or TASK_PROMPTS.get(task, TASK_PROMPTS[None])
+        prompt = default_prompt(task) if prompt is None else prompt  # "" stays empty
         init = None if refine is None else _rgb_tensor(_as_array(refine))
         fused = self.fuse_tensors(_rgb_tensor(xa), _rgb_tensor(xb), prompt, steps, sampler,
                                   shift, seed, init=init, t0=t0, **tiling)

@@ -1,4 +1,4 @@
-"""Classical single-degradation fixes and the ``two-stage`` baseline (restore, then GFF).
+"""Classical single-degradation fixes and the ``two-stage`` baseline (restore, then fuse).
 
 The baseline knows which degradations were applied to which input (an oracle on the *names*
 and targets, as in the paper's two-stage comparisons) but not their parameters: every fix
@@ -107,7 +107,8 @@ def restore(img: np.ndarray, names: list[str]) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
-def two_stage(a: np.ndarray, b: np.ndarray, ops: list[dict]) -> np.ndarray:
-    """Restore each input from the degradations applied to it, then fuse with GFF."""
+def two_stage(a: np.ndarray, b: np.ndarray, ops: list[dict], method: str = "gff") -> np.ndarray:
+    """Restore each input from the degradations applied to it, then fuse with ``method`` (the
+    task's teacher in ``mmaif eval``)."""
     on = {k: [o["name"] for o in ops if o["target"] in (k, "both")] for k in ("a", "b")}
-    return fuse_arrays(restore(a, on["a"]), restore(b, on["b"]), "gff")
+    return fuse_arrays(restore(a, on["a"]), restore(b, on["b"]), method)
