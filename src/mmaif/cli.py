@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                       ("warmup", int), ("seed", int), ("save-every", int),
                       ("sample-every", int), ("log-every", int), ("keep-last", int),
                       ("ema", float), ("balance-weight", float), ("fusion-weight", float),
-                      ("t-shift", float)):
+                      ("distill-weight", float), ("t-shift", float)):
         t.add_argument(f"--{name}", type=typ)
+    t.add_argument("--init-from", help="warm start from a saved pipeline or run folder")
     t.add_argument("--tokenizer", help="pixel (default), kl:FOLDER, cosmos:FOLDER")
     t.add_argument("--text", help="minilm (default), t5:FOLDER, t5-bf16:FOLDER")
     t.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
@@ -390,10 +391,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_train_config(args.config) if args.config else TrainConfig()
     simple = {"data": args.data, "out": args.out, "objective": args.objective,
               "preset": args.preset, "max_steps": args.max_steps, "tokenizer": args.tokenizer,
-              "text": args.text, "src": args.src}
+              "text": args.text, "src": args.src, "init_from": args.init_from}
     for key in ("batch", "accum", "patch", "lr", "warmup", "seed", "save_every",
                 "sample_every", "log_every", "keep_last", "ema", "balance_weight",
-                "fusion_weight", "t_shift"):
+                "fusion_weight", "distill_weight", "t_shift"):
         simple[key] = getattr(args, key)
     for key, value in simple.items():
         if value is not None:

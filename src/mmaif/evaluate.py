@@ -40,7 +40,7 @@ from .errors import InputError, UsageError
 from .fusion import METHODS as CLASSICAL
 from .fusion import fuse_arrays
 from .io import atomic_write_bytes, write_image
-from .metrics import compute_metrics, psnr_gt
+from .metrics import blockiness, compute_metrics, psnr_gt
 from .pairs import discover_pairs, read_names_file, select_pairs
 from .report import Section, write_page
 from .restore import two_stage
@@ -358,8 +358,9 @@ def clean_fidelity(root: str | Path, names_file: str | None = None, model: str |
                    max_side: int = 640) -> list[dict]:
     """How well a model imitates the teacher on *clean* pairs: per pair, PSNR against the
     teacher's fusion (the training GT) of the model, of the plain mean of the inputs (what the
-    model outputs at initialisation) and of GFF. Pairs are framed as in :func:`eval_rows`,
-    with the degradations left out."""
+    model outputs at initialisation) and of GFF, and the blockiness (8-px grid) of the model's
+    output and of the teacher's. Pairs are framed as in :func:`eval_rows`, with the
+    degradations left out."""
     from .pipeline import FusionPipeline
 
     pipe = FusionPipeline.from_pretrained(model)
@@ -369,8 +370,9 @@ def clean_fidelity(root: str | Path, names_file: str | None = None, model: str |
         a, b, gt = s["a"], s["b"], s["gt"]
         a3, b3 = ((np.repeat(x[..., None], 3, -1) if x.ndim == 2 else x for x in (a, b))
                   if a.ndim != b.ndim else (a, b))
+        fused = pipe(a, b, task=row["task"], output="numpy")
         out.append({"pair": row["sources"]["pair"], "task": row["task"],
-                    "model": psnr_gt(pipe(a, b, task=row["task"], output="numpy"), gt),
-                    "mean": psnr_gt((a3 + b3) / 2, gt),
-                    "gff": psnr_gt(fuse_arrays(a, b, "gff"), gt)})
+                    "model": psnr_gt(fused, gt), "mean": psnr_gt((a3 + b3) / 2, gt),
+                    "gff": psnr_gt(fuse_arrays(a, b, "gff"), gt),
+                    "block_model": blockiness(fused), "block_teacher": blockiness(gt)})
     return out

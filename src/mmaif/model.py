@@ -55,9 +55,21 @@ class DiTConfig:
     adaln: str = "lora"             # 'lora' (D -> r -> 6D) | 'full' (D -> 6D)
     adaln_rank: int = 32
     rope_theta: float = 100.0
+    # local evidence from the full-resolution inputs, space-to-depth'd into the tokens
+    evidence: tuple[str, ...] = ()  # classical maps per input: see EVIDENCE_MAPS
+    stem: int = 0                   # width of a learned full-res conv stem per input (0: off)
+    stem_maps: int = 4              # maps the stem outputs per input
+    evidence_f: int = 8             # space-to-depth factor (= the tokenizer's f)
 
     def __post_init__(self):
         self.ape_grid = tuple(self.ape_grid)
+        self.evidence = tuple(self.evidence)
+        bad = [m for m in self.evidence if m not in EVIDENCE_MAPS]
+        if bad or len(set(self.evidence)) != len(self.evidence):
+            raise InputError(f"config: evidence={list(self.evidence)!r}; use distinct names "
+                             f"from {list(EVIDENCE_MAPS)}")
+        if self.stem < 0 or self.stem_maps < 1 or self.evidence_f < 1:
+            raise InputError("config: stem must be >= 0, stem_maps and evidence_f >= 1")
         checks = {"head": ("fullres", "latent"), "value_residual": ("none", "prev", "first"),
                   "adaln": ("lora", "full")}
         for key, allowed in checks.items():
@@ -88,9 +100,15 @@ class DiTConfig:
                              f"{', '.join(sorted(known))}")
         return cls(**d)
 
+    @property
+    def evidence_maps(self) -> int:
+        """Evidence maps per input (classical + learned); 0 when the path is off."""
+        return len(self.evidence) + (self.stem_maps if self.stem else 0)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ape_grid"] = list(self.ape_grid)
+        d["evidence"] = list(self.evidence)
         return d
 
 
@@ -138,6 +156,66 @@ class GridAPE(nn.Module):
         # which under no_grad would look like a grad-requiring leaf to module hooks.
         pe = F.interpolate(self.pe, size=(h, w), mode="bilinear", align_corners=False)
         return grid_to_tokens(pe)
+
+
+# What the teachers select by (GFF: local |Laplacian| saliency; Mertens: contrast, saturation,
+# well-exposedness), computed per input at full resolution. Inputs in [-1, 1].
+EVIDENCE_MAPS = ("laplacian", "contrast", "exposure", "saturation")
+
+
+class Evidence(nn.Module):
+    """Local evidence per input at full resolution, space-to-depth'd onto the token grid and
+    embedded, added to the token embedding (the role of the paper's NAFNet conv before the
+    transformer). Classical maps (``cfg.evidence``) are fixed; the stem (``cfg.stem`` wide,
+    3 convs, shared by the inputs) is learned. The embedding is zero-initialised, so a model
+    with this path computes exactly what it computed without it (warm starts)."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.names, self.f = cfg.evidence, cfg.evidence_f
+        w = cfg.stem
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, w, 3, padding=1), nn.GELU(),
+            nn.Conv2d(w, cfg.stem_maps, 3, padding=1)) if w else None
+        k = cfg.evidence_maps * cfg.n_inputs * cfg.evidence_f ** 2
+        self.embed = nn.Conv2d(k, cfg.dim, cfg.patch, stride=cfg.patch)
+        self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("lap", torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]])
+                             .view(1, 1, 3, 3), persistent=False)
+
+    def classical(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, k, H, W)
+        x = (x.float() + 1) / 2
+        gray = (x * self.luma).sum(1, keepdim=True)
+
+        def box(t):
+            return F.avg_pool2d(t, 7, 1, 3, count_include_pad=False)
+
+        maps = {}
+        if "laplacian" in self.names:  # GFF's saliency: smoothed |Laplacian| (log-compressed)
+            lap = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), self.lap)
+            maps["laplacian"] = torch.log1p(10 * box(lap.abs()))
+        if "contrast" in self.names:   # local standard deviation
+            maps["contrast"] = 4 * (box(gray ** 2) - box(gray) ** 2).clamp_min(0).sqrt()
+        if "exposure" in self.names:   # Mertens' well-exposedness, sigma 0.2
+            maps["exposure"] = torch.exp(-((gray - 0.5) ** 2) / (2 * 0.2 ** 2))
+        if "saturation" in self.names:  # Mertens' saturation: std over the colour channels
+            maps["saturation"] = 4 * x.std(dim=1, keepdim=True, unbiased=False)
+        return torch.cat([maps[n] for n in self.names], dim=1)
+
+    def forward(self, images: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
+        feats = []
+        for x in images:  # each (B, 3, H, W) in [-1, 1]
+            if x.shape[-2] != grid[0] * self.f or x.shape[-1] != grid[1] * self.f:
+                raise ValueError(f"evidence: image {tuple(x.shape[-2:])} is not the latent grid "
+                                 f"{grid} x evidence_f {self.f}")
+            if self.names:
+                with torch.no_grad():
+                    feats.append(self.classical(x).to(x.dtype))
+            if self.stem is not None:
+                feats.append(self.stem(x))
+        y = F.pixel_unshuffle(torch.cat(feats, dim=1), self.f)
+        return grid_to_tokens(self.embed(y.to(self.embed.weight.dtype)))
 
 
 # ---------------------------------------------------------------------------- NAFBlock
@@ -350,6 +428,7 @@ class FusionDiT(nn.Module):
         self.cfg = cfg
         d, p = cfg.dim, cfg.patch
         self.embed = nn.Conv2d(cfg.in_channels, d, p, stride=p)
+        self.evidence = Evidence(cfg) if cfg.evidence_maps else None
         self.text = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.time = TimestepEmbedder(d) if cfg.flow else None
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
@@ -378,9 +457,13 @@ class FusionDiT(nn.Module):
         nn.init.zeros_(self.ada_out.net[-1].bias)
         nn.init.zeros_(self.out.weight)  # final layer zero: the model outputs 0 at init
         nn.init.zeros_(self.out.bias)
+        if self.evidence is not None:  # zero: adding the path changes nothing at first
+            nn.init.zeros_(self.evidence.embed.weight)
+            nn.init.zeros_(self.evidence.embed.bias)
 
     def forward(self, cond: torch.Tensor, text: torch.Tensor, t: torch.Tensor | None = None,
-                x_t: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                x_t: torch.Tensor | None = None,
+                images: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
         cfg = self.cfg
         if cfg.flow:
             if t is None or x_t is None:
@@ -392,6 +475,11 @@ class FusionDiT(nn.Module):
             raise ValueError(f"latent grid {hh}x{ww} is not a multiple of patch {p}")
         h, w = hh // p, ww // p
         x = grid_to_tokens(self.embed(cond))                       # (B, N, D)
+        if self.evidence is not None:
+            if images is None:
+                raise ValueError("this model reads evidence from the full-resolution inputs: "
+                                 "pass images=[a, b]")
+            x = x + self.evidence(images, (hh, ww)).to(x.dtype)
         c = self.text(text.to(x.dtype))
         if self.time is not None:
             c = c + self.time(t)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .degrade.pipeline import TASK_PROMPTS, default_prompt  # noqa: F401  (public here too)
 from .errors import InputError
 from .io import atomic_write_bytes, read_image
 from .model import DiTConfig, FusionDiT
@@ -27,15 +28,6 @@ from .train import Components, load_run_weights
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "default"
 
-TASK_PROMPTS = {"vif": "Fuse the infrared and visible images.",
-                "mef": "Fuse the exposures into one well-exposed image.",
-                "mff": "Fuse the images into an all-in-focus image.",
-                None: "Fuse them."}
-
-
-def default_prompt(task: str | None) -> str:
-    """The prompt used when none is given (``mmaif fuse`` without ``--prompt``)."""
-    return TASK_PROMPTS.get(task, TASK_PROMPTS[None])
 
 
 def _as_array(x) -> np.ndarray:

@@ -59,6 +59,10 @@ class TrainConfig:
     ema: float = 0.999
     balance_weight: float = 0.01
     fusion_weight: float = 0.0        # auxiliary sum_i |X~ - X_i| + |grad X~ - grad X_i|
+    distill_weight: float = 0.0       # L1 of the blend weights to least-squares block targets
+    distill_min_diff: float = 0.05    # no target where the inputs differ less (RMS, [-1, 1])
+    init_from: str | None = None      # warm start: a saved pipeline or run folder (weights only)
+    prompt_dropout: float = 0.0       # share of degraded samples given the task prompt or ""
     t_mean: float = 0.0
     t_std: float = 1.0
     t_shift: float = 1.0
@@ -86,6 +90,8 @@ class TrainConfig:
             raise UsageError("give --data SYNTH_DIR (from mmaif synth) or --src ROOT")
         if self.max_steps < 1 or self.batch < 1 or self.accum < 1:
             raise UsageError("--max-steps, --batch and --accum must be positive")
+        if not 0 <= self.prompt_dropout <= 1:
+            raise UsageError("prompt_dropout must be in [0, 1]")
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -127,6 +133,52 @@ def fusion_loss(pred: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
     return total
 
 
+def blend_targets(a: torch.Tensor, b: torch.Tensor, gt: torch.Tensor, f: int,
+                  min_diff: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares blend weight of ``a`` per f x f block: the w in [0, 1] that makes
+    w * a + (1 - w) * b closest to ``gt`` (the teacher), and a mask of the blocks where the
+    inputs differ enough (RMS > ``min_diff``) for the weight to matter. Images (B, C, H, W)
+    with H, W multiples of f -> target and mask (B, H/f, W/f)."""
+    d, e = (a - b).float(), (gt - b).float()
+    num = F.avg_pool2d((d * e).sum(1, keepdim=True), f)
+    den = F.avg_pool2d((d * d).sum(1, keepdim=True), f)
+    w = (num / den.clamp_min(1e-12)).clamp(0, 1)
+    mask = (den / d.shape[1]).sqrt() > min_diff
+    return w[:, 0], mask[:, 0].float()
+
+
+def distill_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked L1 between the model's weight of input a (softmax of the blend logits on the token
+    grid) and the least-squares targets of :func:`blend_targets`."""
+    w = logits.float().softmax(dim=1)[:, 0]
+    return ((w - target).abs() * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def warm_start(model: FusionDiT, path: str | Path) -> int:
+    """Load the weights of a saved pipeline folder or a run folder (its EMA) into ``model``.
+    Parameters the source lacks must belong to zero-initialised paths added since (the
+    evidence path), so the warm-started model computes what the source computed. Returns the
+    number of tensors loaded."""
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if (p / "model.safetensors").is_file():
+        state = load_file(str(p / "model.safetensors"))
+    else:
+        state = load_run_weights(p)[2]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith("evidence.")]
+    extra = [k for k in state if k not in own]
+    shape = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or extra or shape:
+        what = (missing and f"missing {missing[:3]}") or (extra and f"unexpected {extra[:3]}") \
+            or f"shapes differ for {shape[:3]}"
+        raise InputError(f"init_from {p}: its weights do not fit this model ({what}); warm "
+                         "starts need the same architecture, plus zero-initialised new paths")
+    model.load_state_dict(state, strict=False)
+    return len(state)
+
+
 def build_model_config(cfg: TrainConfig, latent_channels: int, text_dim: int) -> DiTConfig:
     over = {"latent_channels": latent_channels, "text_dim": text_dim, **cfg.model}
     if cfg.objective == "flow":
@@ -146,11 +198,13 @@ class Components:
         return torch.cat([self.tok.encode(a), self.tok.encode(b)], dim=1)
 
     def regress(self, net, a, b, pooled) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """One regression pass -> (image in [-1, 1], latent or None, aux)."""
+        """One regression pass -> (image in [-1, 1], latent or None, aux); with the fullres
+        head, aux['blend_logits'] holds the blend-weight logits on the token grid."""
         cond = self.condition(a, b)
-        out, aux = net(cond, pooled)
+        out, aux = net(cond, pooled, images=[a, b])
         cfg = self.model.cfg
         if cfg.head == "fullres":
+            aux["blend_logits"] = out[:, cfg.latent_channels:]
             return fullres_output(out, [a, b], self.tok.f), None, aux
         lat = latent_output(out, cond, cfg)
         return self.tok.decode(lat), lat, aux
@@ -164,7 +218,7 @@ class Components:
         z = eps if start is None else flow.refine_start(start, eps, t0)
 
         def velocity(zt, t):
-            return net(cond, pooled, t, zt)[0]
+            return net(cond, pooled, t, zt, images=[a, b])[0]
 
         return self.tok.decode(flow.sample(velocity, z, steps, method, shift, t0))
 
@@ -291,6 +345,23 @@ def _collate(items: list[dict], device) -> dict:
     return out
 
 
+def drop_prompts(items: list[dict], indices: list[int], cfg: TrainConfig, epoch: int) -> None:
+    """Prompt dropout: a ``cfg.prompt_dropout`` share of the *degraded* samples gets the task's
+    default prompt (what ``mmaif fuse`` uses without ``--prompt``) or the empty prompt, half
+    each, so the model restores what it sees without being told. Seeded per (seed, epoch,
+    sample index): exact resumes and any number of processes see the same prompts."""
+    if cfg.prompt_dropout <= 0:
+        return
+    from .degrade.pipeline import default_prompt
+
+    for it, i in zip(items, indices, strict=True):
+        if it.get("ops", "[]") == "[]":
+            continue
+        u = torch.rand(2, generator=_seeded(cfg.seed, epoch, i, 7)).tolist()
+        if u[0] < cfg.prompt_dropout:
+            it["prompt"] = default_prompt(it.get("task")) if u[1] < 0.5 else ""
+
+
 class _Logger:
     def __init__(self, run: Path, enabled: bool, total: int, start: int, progress: str):
         self.enabled, self.progress = enabled, progress
@@ -388,6 +459,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     tok = make_tokenizer(cfg.tokenizer, device)
     mcfg = build_model_config(cfg, tok.z, text.dim)
     model = FusionDiT(mcfg).to(device)
+    if cfg.init_from and not resume:
+        warm_start(model, cfg.init_from)
     ema = FusionDiT(mcfg).to(device).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -431,7 +504,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             terms: dict[str, float] = {}
             for m in range(cfg.accum):
                 micro = mine[m * per_micro:(m + 1) * per_micro]
-                batch = _collate([dataset[i] for i in micro], device)
+                items = [dataset[i] for i in micro]
+                drop_prompts(items, micro, cfg, epoch)
+                batch = _collate(items, device)
                 pooled = text.encode(batch["prompt"])[2].to(device)
                 sync = m == cfg.accum - 1 or world == 1
                 ctx = net.no_sync() if (world > 1 and not sync) else _nullctx()
@@ -491,13 +566,21 @@ def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: li
         t = torch.cat([flow.sample_t(1, g, cfg.t_mean, cfg.t_std, cfg.t_shift)
                        for g in gens]).to(z0.device)
         cond = comps.condition(a, b)
-        out, aux = net(cond, pooled, t, flow.noisy(z0, eps, t))
+        out, aux = net(cond, pooled, t, flow.noisy(z0, eps, t), images=[a, b])
         main = F.mse_loss(out.float(), flow.velocity_target(z0, eps).float())
         tt = t.view(-1, 1, 1, 1)
         pred = comps.tok.decode(flow.noisy(z0, eps, t) - tt * out.detach())  # one-step x0
     parts["main"] = float(main.detach())
     loss = main + cfg.balance_weight * aux["balance"]
     parts["balance"] = float(aux["balance"].detach())
+    if cfg.distill_weight > 0:
+        if "blend_logits" not in aux:
+            raise UsageError("distill_weight needs the fullres head (blend weights) and the "
+                             "regression objective")
+        target, mask = blend_targets(a, b, gt, comps.tok.f, cfg.distill_min_diff)
+        dl = distill_loss(aux["blend_logits"], target, mask)
+        loss = loss + cfg.distill_weight * dl
+        parts["distill"] = float(dl.detach())
     if cfg.fusion_weight > 0:
         fl = fusion_loss(pred, [a, b])
         loss = loss + cfg.fusion_weight * fl

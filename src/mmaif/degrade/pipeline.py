@@ -104,6 +104,17 @@ def compose_prompt(task: str, records: list[dict], rng: np.random.Generator) -> 
     return text[0].upper() + text[1:] + "."
 
 
+TASK_PROMPTS = {"vif": "Fuse the infrared and visible images.",
+                "mef": "Fuse the exposures into one well-exposed image.",
+                "mff": "Fuse the images into an all-in-focus image.",
+                None: "Fuse them."}
+
+
+def default_prompt(task: str | None) -> str:
+    """The prompt used when none is given (``mmaif fuse`` without ``--prompt``)."""
+    return TASK_PROMPTS.get(task, TASK_PROMPTS[None])
+
+
 def describe(records: list[dict]) -> str:
     """Short human summary, e.g. 'haze(b, heavy) + noise(a, slight)'."""
     return " + ".join(f"{r['name']}({r['target']}, {r['severity']})" for r in records) or "clean"
