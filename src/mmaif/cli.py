@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--variants", type=int, default=2, help="pairs per photo and task")
     st.add_argument("--seed", type=int, default=0)
 
+    sv = sub.add_parser("serve", help="local web page and HTTP API (POST /api/fuse)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=7860)
+    sv.add_argument("--model", help="model folder (default: the model shipped with mmaif)")
+    sv.add_argument("--max-upload-mb", type=float, default=32.0, help="per request")
+    sv.add_argument("--max-pixels", type=int, default=16_000_000, help="per image")
+
     d = sub.add_parser("demo", help="fuse built-in demo pairs and write an HTML page")
     _add_out(d, "output folder (default: demo_out)", default="demo_out")
     d.add_argument("--model", help="model folder (default: the model shipped with mmaif)")
@@ -382,6 +390,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: exists and is not a folder")
     page = run_demo(out, args.model)
     print(f"wrote {page} — open it in a browser")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port}: use 1-65535")
+    serve(args.host, args.port, args.model, args.max_upload_mb, args.max_pixels)
     return 0
 
 
@@ -586,6 +603,7 @@ def cmd_latent_stats(args: argparse.Namespace) -> int:
 
 COMMANDS = {"fuse": cmd_fuse, "metrics": cmd_metrics, "train": cmd_train,
             "degrade": cmd_degrade, "synth": cmd_synth, "eval": cmd_eval, "bench": cmd_bench,
+            "serve": cmd_serve,
             "info": cmd_info,
             "latent-stats": cmd_latent_stats, "stacks": cmd_stacks, "demo": cmd_demo}
 
