@@ -98,7 +98,7 @@ def test_resume_is_exact(four, tmp_path):
     train(part, stop_after=3, progress="none")
     assert latest_checkpoint(tmp_path / "part").name == "step_0000003"
     assert read_checkpoint_state(tmp_path / "part")["position"] == {"epoch": 1, "batch": 1}
-    train(small(four, tmp_path / "part", max_steps=6), resume=True, progress="none")
+    train(small(four, tmp_path / "part", **kw), resume=True, progress="none")
     for name in ("model.safetensors", "ema.safetensors", "optim.safetensors"):
         a, b = weights(tmp_path / "full", name), weights(tmp_path / "part", name)
         assert a.keys() == b.keys()

@@ -47,23 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(f, "output image file (pair) or output folder (dataset root)", required=True)
     f.add_argument("--method", choices=sorted(METHODS),
                    help="a classical fusion method instead of the model")
-    f.add_argument("--colour", "--color", default="auto", choices=COLOUR_MODES,
+    f.add_argument("--colour", "--color", choices=COLOUR_MODES,
                    help="colour policy of --method (default: auto = fuse luminance, keep chroma)")
     f.add_argument("--task", choices=TASKS, help="task, for layouts that do not imply one")
     f.add_argument("--resize", action="store_true",
                    help="resize b to a's size when the sizes differ (default: refuse)")
     f.add_argument("--bits", choices=("auto", "8", "16"), default="auto",
                    help="output bit depth; auto keeps 16 bits if an input had them")
-    f.add_argument("--ext", default=".png", help="file type in folder mode (default: .png)")
+    f.add_argument("--ext", help="file type in folder mode (default: .png)")
     f.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse larger images (decompression-bomb guard)")
     f.add_argument("--model", help="trained model: a saved pipeline folder or a training run "
                    "folder (its latest checkpoint); default: the model shipped with mmaif")
     f.add_argument("--prompt", help="instruction for the model (default: a task prompt)")
-    f.add_argument("--steps", type=int, default=8, help="flow sampler steps (default: 8)")
-    f.add_argument("--sampler", choices=("euler", "heun"), default="euler")
-    f.add_argument("--shift", type=float, default=1.0, help="flow timestep shift")
-    f.add_argument("--seed", type=int, default=0, help="flow sampler seed")
+    f.add_argument("--steps", type=int, help="flow sampler steps (default: 8)")
+    f.add_argument("--sampler", choices=("euler", "heun"), help="flow sampler (default: euler)")
+    f.add_argument("--shift", type=float, help="flow timestep shift (default: 1)")
+    f.add_argument("--seed", type=int, help="flow sampler seed (default: 0)")
+    f.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (pays off on GPUs and large folders)")
     f.add_argument("--tile", type=int, default=512, help="tile size for large images")
 
     m = sub.add_parser("metrics", help="fusion quality metrics (VIFB conventions)")
@@ -88,13 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", help="model preset: tiny, small, base")
     t.add_argument("--max-steps", type=int)
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint "
-                   "in --out (exactly; only --max-steps may change)")
+                   "in --out exactly: only --max-steps may change (the lr schedule keeps its "
+                   "horizon); other changed settings are refused")
     t.add_argument("--stop-after", type=int, help="stop after this many steps (resume later)")
     for name, typ in (("batch", int), ("accum", int), ("patch", int), ("lr", float),
                       ("warmup", int), ("seed", int), ("save-every", int),
                       ("sample-every", int), ("log-every", int), ("keep-last", int),
                       ("ema", float), ("balance-weight", float), ("fusion-weight", float),
-                      ("distill-weight", float), ("t-shift", float)):
+                      ("distill-weight", float), ("t-shift", float), ("workers", int)):
         t.add_argument(f"--{name}", type=typ)
     t.add_argument("--init-from", help="warm start from a saved pipeline or run folder")
     t.add_argument("--tokenizer", help="pixel (default), kl:FOLDER, cosmos:FOLDER")
@@ -139,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", help="Depth Anything model folder for haze (default: heuristic)")
     s.add_argument("--replay", metavar="MANIFEST", help="regenerate the samples of a manifest")
     s.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
+    s.add_argument("--shard", metavar="I/N", help="only samples i with i %% N == I (array "
+                   "jobs: run 0/N..N-1/N into separate folders, concatenate the manifests)")
     s.add_argument("--sheet", metavar="IMAGE", help="also render a contact sheet image")
     s.add_argument("--sheet-rows", type=int, default=24)
 
@@ -232,24 +237,42 @@ def _fuser(args: argparse.Namespace):
 
             tqdm.write(f"task {task or 'unknown'}; {what}", file=sys.stderr)
 
+    flow_flags = [f"--{k}" for k in ("steps", "sampler", "shift", "seed")
+                  if getattr(args, k) is not None]
     if args.method:
         if args.model:
             raise UsageError("give either --method (classical) or --model, not both")
+        model_only = flow_flags + [f for f, v in (("--prompt", args.prompt),
+                                                   ("--compile", args.compile)) if v]
+        if model_only:
+            raise UsageError(f"{model_only[0]} applies to the model; a classical --method "
+                             "takes no prompt or sampler settings (leave it out)")
+        colour = args.colour or "auto"
 
         def classical(a, b, task):
-            say(task, f"method {args.method} (colour {args.colour})")
-            return fuse_arrays(a, b, args.method, args.colour)
+            say(task, f"method {args.method} (colour {colour})")
+            return fuse_arrays(a, b, args.method, colour)
         return classical
+    if args.colour:
+        raise UsageError("--colour is the colour policy of a classical --method; the model "
+                         "keeps the colour of the colour input")
     from .pipeline import FusionPipeline, default_prompt
 
     pipe = FusionPipeline.from_pretrained(args.model)
+    if args.compile:
+        pipe.compile()
+    if flow_flags and pipe.objective != "flow":
+        print(f"warning: {', '.join(flow_flags)} ignored: {args.model or 'the default model'} "
+              "is a regression model (one pass, no sampler)", file=sys.stderr)
+    opts = {"steps": args.steps or 8, "sampler": args.sampler or "euler",
+            "shift": 1.0 if args.shift is None else args.shift,
+            "seed": args.seed or 0}
 
     def model(a, b, task):
         prompt = default_prompt(task) if args.prompt is None else args.prompt
         say(task, f"prompt: {prompt!r}" + (" (the task's default; give --prompt to name the "
                                             "degradations)" if args.prompt is None else ""))
-        return pipe(a, b, prompt=prompt, task=task, steps=args.steps, sampler=args.sampler,
-                    shift=args.shift, seed=args.seed, output="numpy", tile=args.tile)
+        return pipe(a, b, prompt=prompt, task=task, output="numpy", tile=args.tile, **opts)
     return model
 
 
@@ -258,6 +281,8 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     from .pairs import discover_pairs, infer_task
 
     if len(args.inputs) == 2:
+        if args.ext:
+            raise UsageError("--ext applies to folder mode; a pair's output type comes from -o")
         out = check_output_path(args.out, tuple(args.inputs))
         a, b = read_pair(*args.inputs, resize=args.resize, max_pixels=args.max_pixels)
         fused = _fuser(args)(a.data, b.data, args.task or infer_task(*args.inputs))
@@ -271,7 +296,8 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     if root.is_file():
         raise UsageError(f"{root}: one file given; fuse needs two files (a b) or a dataset folder")
     layout, pairs = discover_pairs(root, args.task)
-    ext = args.ext if args.ext.startswith(".") else "." + args.ext
+    ext = args.ext or ".png"
+    ext = ext if ext.startswith(".") else "." + ext
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder; folder mode writes one file per "
@@ -280,7 +306,13 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         raise InputError(f"{out_dir}: is the input dataset folder; choose another output folder")
     if ext.lower() not in WRITE_EXTS:
         raise UsageError(f"--ext {ext}: unknown image type; use one of {', '.join(WRITE_EXTS)}")
-    print(f"{root}: {layout}, {len(pairs)} pairs", file=sys.stderr)
+    from .distributed import rank_world
+
+    rank, world = rank_world()  # under torchrun: rank r fuses pairs r, r + N, ...
+    print(f"{root}: {layout}, {len(pairs)} pairs"
+          + (f"; rank {rank} of {world} fuses {len(pairs[rank::world])}" if world > 1 else ""),
+          file=sys.stderr)
+    pairs = pairs[rank::world]
     from tqdm import tqdm
 
     fuse = _fuser(args)
@@ -328,6 +360,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.data or args.fused_dir:
         if not (args.data and args.fused_dir):
             raise UsageError("folder mode needs both --data ROOT and --fused-dir DIR")
+        single = [f for f, v in (("--json", args.json), ("--gt", args.gt), ("--a", args.a),
+                                 ("--b", args.b), ("--fused", args.fused)) if v]
+        if single:
+            raise UsageError(f"{single[0]} applies to one pair; folder mode (--data, "
+                             "--fused-dir) writes one CSV row per pair (-o FILE)")
         from tqdm import tqdm
 
         from .pairs import discover_pairs
@@ -361,6 +398,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         return 0
     if not (args.a and args.b and args.fused):
         raise UsageError("give --a A --b B --fused F (or --data ROOT --fused-dir DIR)")
+    if args.out:
+        raise UsageError("-o/--out is the CSV of folder mode; for one pair use --json (stdout)")
     vals = measure(args.a, args.b, args.fused, args.gt)
     if args.json:
         print(json.dumps(_finite(vals)))
@@ -411,12 +450,16 @@ def cmd_train(args: argparse.Namespace) -> int:
               "text": args.text, "src": args.src, "init_from": args.init_from}
     for key in ("batch", "accum", "patch", "lr", "warmup", "seed", "save_every",
                 "sample_every", "log_every", "keep_last", "ema", "balance_weight",
-                "fusion_weight", "distill_weight", "t_shift"):
+                "fusion_weight", "distill_weight", "t_shift", "workers"):
         simple[key] = getattr(args, key)
+    given = set()
     for key, value in simple.items():
         if value is not None:
             setattr(cfg, key, value)
-    summary = train(cfg, resume=args.resume, stop_after=args.stop_after, progress=args.progress)
+            given.add(key)
+    # on --resume, a --config file counts as setting every key it holds (compared in full)
+    summary = train(cfg, resume=args.resume, stop_after=args.stop_after, progress=args.progress,
+                    given=None if args.config else given)
     last = summary["last"]
     print(f"{summary['run']}: step {summary['step']}, loss "
           f"{summary['first_loss'] or float('nan'):.4g} -> {last.get('loss', float('nan')):.4g}",
@@ -470,7 +513,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from .pairs import TASKS, read_names_file
     from .sheet import contact_sheet
-    from .synth import SynthConfig, replay, summary, synthesize
+    from .synth import SynthConfig, parse_shard, replay, summary, synthesize
     from .teachers import parse_teachers
 
     if not args.out:
@@ -478,6 +521,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.replay:
+        if args.shard:
+            raise UsageError("--shard splits a new synthesis; --replay regenerates a manifest "
+                             "as it is (replay each shard's manifest instead)")
         rows = replay(args.replay, args.out, args.workers, args.progress)
     else:
         tasks = list(TASKS) if args.task == "all" else [args.task]
@@ -500,7 +546,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                           depth=args.depth, keep_clean=args.keep_clean,
                           include=read_names_file(args.pairs) if args.pairs else [],
                           exclude=read_names_file(args.exclude) if args.exclude else [])
-        rows = synthesize(cfg, args.out, args.workers, args.progress)
+        rows = synthesize(cfg, args.out, args.workers, args.progress, parse_shard(args.shard))
     info = summary(rows)
     print(f"{args.out}: {info['samples']} samples {info['tasks']}, {info['clean']} clean; "
           f"ops {info['ops']}", file=sys.stderr)
@@ -532,8 +578,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = run_eval(args.data, out, args.methods, args.model, args.steps, args.seed,
                        args.pairs, repeats=args.repeats, prompt_modes=args.prompt_modes,
                        teachers=args.teacher)
+    from .distributed import rank_world
     from .evaluate import degradation_markdown, degradation_rows, markdown_table, summary_rows
 
+    if rank_world()[0] != 0:  # under torchrun, rank 0 reports for everyone
+        return 0
     names = list(dict.fromkeys(r["method"] for r in results))
     print(markdown_table(summary_rows(results, names)))
     print("\nPSNR_gt per degradation type (samples containing it):\n")

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .degrade.pipeline import TASK_OPS, compose_prompt, describe
+from .distributed import gather, rank_world
 from .errors import InputError, UsageError
 from .fusion import METHODS as CLASSICAL
 from .fusion import fuse_arrays
@@ -130,8 +131,8 @@ def _methods(spec: str, model: str | None, modes_spec: str = "given"):
         pipe = FusionPipeline.from_pretrained(model)  # None: the shipped default
         for m in names:
             want = "flow" if m == "mmaif-flow" else "reg"
-            if m.startswith("mmaif") and pipe.spec["objective"] != want:
-                raise InputError(f"{model or 'the default model'}: a {pipe.spec['objective']} "
+            if m.startswith("mmaif") and pipe.objective != want:
+                raise InputError(f"{model or 'the default model'}: a {pipe.objective} "
                                  f"model has no {want} weights for method {m}")
     runs = [(m, None) if not m.startswith("mmaif") else (m, mode)
             for m in names for mode in (modes if m.startswith("mmaif") else [None])]
@@ -165,13 +166,15 @@ def run_eval(root: str | Path, out: str | Path, methods: str = DEFAULT_METHODS,
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     results, sections = [], []
-    it = enumerate(rows)
+    rank, world = rank_world()  # under torchrun: rank r takes samples r, r + N, ...
+    it = [(i, row) for i, row in enumerate(rows) if i % world == rank]
     if progress:
         import sys
 
         from tqdm import tqdm
 
-        it = tqdm(it, total=len(rows), desc="eval", unit="pair", file=sys.stderr)
+        it = tqdm(it, desc="eval" if world == 1 else f"eval rank {rank}/{world}", unit="pair",
+                  file=sys.stderr)
     for i, row in it:
         s = {k: _saved(v) for k, v in render(row).items()}
         imgs = [("a (degraded)", f"{row['name']}_a.png"), ("b (degraded)", f"{row['name']}_b.png"),
@@ -197,16 +200,23 @@ def run_eval(root: str | Path, out: str | Path, methods: str = DEFAULT_METHODS,
             imgs.append((name, fname))
             vals = compute_metrics(s["a"], s["b"], fused, s["gt"], names=EVAL_METRICS)
             table[name] = vals
-            results.append({"pair": row["name"], "source": row["sources"]["pair"],
+            results.append({"_i": i, "pair": row["name"], "source": row["sources"]["pair"],
                             "task": row["task"], "degradations": describe(row["ops"]),
                             "method": name, "prompt": _prompt_text(prompts, mode, row["task"]),
                             **vals})
         modes = {mode for _, mode in runs if mode}
         note = "; ".join(f"{md} prompt: {_prompt_text(prompts, md, row['task'])}"
                          for md in PROMPT_MODES if md in modes | {"given"})
-        sections.append(Section(f"{row['name']} ({row['task'].upper()})",
-                                f"{describe(row['ops'])} — {note}",
-                                [(c, f"images/{f}") for c, f in imgs], table))
+        sections.append((i, Section(f"{row['name']} ({row['task'].upper()})",
+                                    f"{describe(row['ops'])} — {note}",
+                                    [(c, f"images/{f}") for c, f in imgs], table)))
+    parts = gather((results, sections))
+    if parts is None:  # not rank 0: rank 0 writes the tables and the page
+        return [{k: v for k, v in r.items() if k != "_i"} for r in results]
+    results = [{k: v for k, v in r.items() if k != "_i"} for r in sorted(
+        (r for res, _ in parts for r in res), key=lambda r: r["_i"])]
+    sections = [sec for _, sec in sorted((x for _, secs in parts for x in secs),
+                                         key=lambda x: x[0])]
     names = list(dict.fromkeys(r["method"] for r in results))
     summary = summary_rows(results, names)
     _write_csv(out / "results.csv", results)

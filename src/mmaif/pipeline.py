@@ -72,18 +72,73 @@ def _ramp(n: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
     return w
 
 
+def _copy_into(spec: str, folder: Path, sub: str) -> str:
+    """'kind:SOURCE_FOLDER' -> copy SOURCE_FOLDER to folder/sub and return 'kind:sub' (a path
+    relative to the pipeline folder); specs without a folder are returned as they are."""
+    import shutil
+
+    kind, _, src = spec.partition(":")
+    if not src:
+        return spec
+    src_path, dst = Path(src), folder / sub
+    if src_path.resolve() != dst.resolve():
+        tmp = folder / f".{sub}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src_path, tmp)
+        shutil.rmtree(dst, ignore_errors=True)
+        tmp.rename(dst)
+    return f"{kind}:{sub}"
+
+
+def _inside(spec: str, folder: Path) -> str:
+    """Resolve a folder reference relative to the pipeline folder it was saved in."""
+    kind, _, src = spec.partition(":")
+    if not src or Path(src).is_absolute():
+        return spec
+    return f"{kind}:{folder / src}"
+
+
 class FusionPipeline:
+    """Tokenizer + text encoder + model. ``objective`` is the model's own (``cfg.flow``): the
+    argument, kept for old call sites, must agree with it."""
+
     def __init__(self, model: FusionDiT, tokenizer: str = "pixel", text: str = "minilm",
-                 objective: str = "reg", device: str | torch.device | None = None):
+                 objective: str | None = None, device: str | torch.device | None = None,
+                 latent_stats: dict | None = None):
         from .text import make_text_encoder
 
+        own = "flow" if model.cfg.flow else "reg"
+        if objective not in (None, own):
+            raise InputError(f"objective {objective!r} disagrees with the model, which is a "
+                             f"{own} model")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.spec = {"tokenizer": tokenizer, "text": text, "objective": objective}
+        self.spec = {"tokenizer": tokenizer, "text": text}
         self.training: dict | None = None  # the training config, kept by save_pretrained
         tok = make_tokenizer(tokenizer, self.device)
+        if latent_stats:  # saved with the pipeline: independent of the tokenizer folder
+            tok.set_stats(torch.tensor(latent_stats["mean"]), torch.tensor(latent_stats["std"]))
         enc = make_text_encoder(text, self.device)
-        self.model = model.to(self.device).eval()
-        self.c = Components(self.model, tok, enc, objective)
+        self.model = model.eval()
+        self.net = self.model  # what runs: the model, or its torch.compile'd wrapper
+        self.c = Components(self.model, tok, enc, own)
+        self.to(self.device)
+
+    @property
+    def objective(self) -> str:
+        return "flow" if self.model.cfg.flow else "reg"
+
+    def to(self, device: str | torch.device) -> FusionPipeline:
+        """Put every parameter and buffer (model, tokenizer, text encoder) on ``device``."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.c.tok.to(self.device)
+        self.c.text.to(self.device)
+        return self
+
+    def compile(self, **kwargs) -> FusionPipeline:
+        """Run the model through ``torch.compile`` (first call compiles: slow once)."""
+        self.net = torch.compile(self.model, **kwargs)
+        return self
 
     # -------------------------------------------------------------------- persistence
     @classmethod
@@ -106,24 +161,34 @@ class FusionPipeline:
             meta = json.loads((path / "config.json").read_text())
             model = load_model(path)
             spec, training = meta.get("pipeline", {}), meta.get("training")
+            spec = {**spec, **{k: _inside(spec[k], path) for k in ("tokenizer", "text")
+                               if k in spec}}
         else:
             mcfg, training, state = load_run_weights(path)
             model = FusionDiT(DiTConfig.from_dict(mcfg))
             model.load_state_dict(state)
-            spec = {"tokenizer": training["tokenizer"], "text": training["text"],
-                    "objective": training["objective"]}
+            spec = {"tokenizer": training["tokenizer"], "text": training["text"]}
         pipe = cls(model, spec.get("tokenizer", "pixel"), spec.get("text", "minilm"),
-                   spec.get("objective", "reg"), device)
+                   spec.get("objective"), device, spec.get("latent_stats"))
         pipe.training = training
         return pipe
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """config.json + model.safetensors (+ a short README.md unless the folder already holds
-        one, e.g. a model card)."""
+        one, e.g. a model card). Self-contained: a tokenizer or text encoder loaded from a
+        folder is copied into ``tokenizer/`` / ``text_encoder/`` and the latent statistics go
+        into config.json, so the folder can be moved or shared as it is."""
         from .model import save_model
 
         folder = Path(folder)
-        extra = {"pipeline": self.spec}
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = {"tokenizer": _copy_into(self.spec["tokenizer"], folder, "tokenizer"),
+                "text": _copy_into(self.spec["text"], folder, "text_encoder")}
+        if spec["tokenizer"] != "pixel":
+            tok = self.c.tok
+            spec["latent_stats"] = {"mean": tok.mean.flatten().tolist(),
+                                    "std": tok.std.flatten().tolist()}
+        extra = {"pipeline": spec}
         if self.training:
             extra["training"] = self.training
         save_model(self.model, folder, extra=extra)
@@ -131,8 +196,8 @@ class FusionPipeline:
             return folder
         atomic_write_bytes(folder / "README.md", (
             "# mmaif fusion model\n\nLoad with `mmaif.pipeline.FusionPipeline.from_pretrained"
-            f"('{folder.name}')`.\nTokenizer: {self.spec['tokenizer']}, text encoder: "
-            f"{self.spec['text']}, objective: {self.spec['objective']}.\n").encode())
+            f"('{folder.name}')`.\nTokenizer: {spec['tokenizer']}, text encoder: "
+            f"{spec['text']}, objective: {self.objective}.\n").encode())
         return folder
 
     # ----------------------------------------------------------------------- fusion
@@ -143,14 +208,16 @@ class FusionPipeline:
         m = self.c.tok.f * self.model.cfg.patch
         a, size = pad_to_multiple(a.to(self.device), m)
         b, _ = pad_to_multiple(b.to(self.device), m)
-        if self.spec["objective"] == "flow":
-            start = None
-            if init is not None:  # SDEdit-style refinement of a given (e.g. regression) output
-                start = self.c.tok.encode(pad_to_multiple(init.to(self.device), m)[0])
-            out = self.c.sample_flow(self.model, a, b, pooled, steps, sampler, shift, seed,
-                                     start=start, t0=t0 if init is not None else 1.0)
-        else:
-            out = self.c.regress(self.model, a, b, pooled)[0]
+        # bf16 autocast on CUDA (the tokenizers decode in float); fp32 elsewhere
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            if self.objective == "flow":
+                start = None
+                if init is not None:  # SDEdit-style refinement of a given (regression) output
+                    start = self.c.tok.encode(pad_to_multiple(init.to(self.device), m)[0])
+                out = self.c.sample_flow(self.net, a, b, pooled, steps, sampler, shift, seed,
+                                         start=start, t0=t0 if init is not None else 1.0)
+            else:
+                out = self.c.regress(self.net, a, b, pooled)[0]
         return crop_to(out, size).float().cpu()
 
     def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, prompt: str, steps: int = 8,

@@ -282,9 +282,24 @@ def prepare_out(out: Path) -> None:
         raise InputError(f"{out}: cannot write there ({exc.strerror or exc})") from None
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    if not text:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise UsageError(f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
 def synthesize(cfg: SynthConfig, out: str | Path, workers: int = 1,
-               progress: str = "bar") -> list[dict]:
-    """Synthesize ``cfg.n`` samples into ``out`` (resuming a previous run of the same config)."""
+               progress: str = "bar", shard: tuple[int, int] | None = None) -> list[dict]:
+    """Synthesize ``cfg.n`` samples into ``out`` (resuming a previous run of the same config).
+    ``shard`` = (I, N): only the samples i with i % N == I — a disjoint, deterministic part of
+    the same plan, for array jobs; the parts' manifests and folders merge by concatenation."""
     cfg.check()
     out = Path(out)
     collect_pairs(cfg)  # fail early on bad sources, before creating anything
@@ -301,7 +316,8 @@ def synthesize(cfg: SynthConfig, out: str | Path, workers: int = 1,
     manifest = out / MANIFEST
     done = {r["id"]: r for r in read_manifest(manifest, strict=False)} if manifest.exists() else {}
     done = {k: r for k, r in done.items() if int(r["index"]) < cfg.n}
-    todo = [i for i in range(cfg.n) if sample_id(i) not in done]
+    mine_i = range(cfg.n) if shard is None else range(shard[0], cfg.n, shard[1])
+    todo = [i for i in mine_i if sample_id(i) not in done]
     return _run(out, todo, workers, cfg, cfg.depth, list(done.values()), progress)
 
 

@@ -32,6 +32,12 @@ class TextEncoder:
         self.tokenizer, self.device, self.normalize = tokenizer, torch.device(device), normalize
         self.cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def to(self, device: str | torch.device) -> TextEncoder:
+        """Move the encoder (the per-prompt cache stays on the CPU; callers move results)."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
     @torch.no_grad()
     def _encode_new(self, prompts: list[str]) -> None:
         batch = self.tokenizer(prompts, padding=True, truncation=True,

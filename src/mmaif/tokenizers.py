@@ -44,6 +44,7 @@ class Tokenizer(nn.Module):
     f: int = 8
     z: int = 0
     image_channels: int = 3
+    differentiable = True  # decode() passes gradients (pixel-space losses can train through it)
 
     def __init__(self):
         super().__init__()
@@ -123,6 +124,7 @@ class CosmosTokenizer(Tokenizer):
     with ``mmaif latent-stats``."""
 
     name = "cosmos"
+    differentiable = False
 
     def __init__(self, folder: str | Path, device: str | torch.device = "cpu",
                  dtype: torch.dtype | None = None):
@@ -164,7 +166,7 @@ def make_tokenizer(spec: str = "pixel", device: str | torch.device = "cpu") -> T
     ``mmaif latent-stats``) sets the normalisation."""
     kind, _, folder = spec.partition(":")
     if kind == "pixel":
-        return PixelTokenizer()
+        return PixelTokenizer().to(device)
     if kind not in ("kl", "cosmos") or not folder:
         raise InputError(f"unknown tokenizer {spec!r}; use pixel, kl:FOLDER or cosmos:FOLDER")
     tok = KLTokenizer(folder) if kind == "kl" else CosmosTokenizer(folder, device)

@@ -63,6 +63,8 @@ class TrainConfig:
     distill_min_diff: float = 0.05    # no target where the inputs differ less (RMS, [-1, 1])
     init_from: str | None = None      # warm start: a saved pipeline or run folder (weights only)
     prompt_dropout: float = 0.0       # share of degraded samples given the task prompt or ""
+    workers: int = 0                  # DataLoader worker processes (0: load in the main one)
+    schedule_steps: int | None = None  # lr schedule horizon (default and on a fresh run: max_steps)
     t_mean: float = 0.0
     t_std: float = 1.0
     t_shift: float = 1.0
@@ -90,6 +92,8 @@ class TrainConfig:
             raise UsageError("give --data SYNTH_DIR (from mmaif synth) or --src ROOT")
         if self.max_steps < 1 or self.batch < 1 or self.accum < 1:
             raise UsageError("--max-steps, --batch and --accum must be positive")
+        if self.workers < 0:
+            raise UsageError("--workers must be 0 or more")
         if not 0 <= self.prompt_dropout <= 1:
             raise UsageError("prompt_dropout must be in [0, 1]")
 
@@ -112,10 +116,12 @@ def _seeded(*key: int) -> torch.Generator:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to min_lr_ratio * lr at max_steps."""
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr at the schedule horizon
+    (``schedule_steps``, fixed when the run starts; ``max_steps`` if unset)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    p = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    horizon = cfg.schedule_steps or cfg.max_steps
+    p = min(1.0, (step - cfg.warmup) / max(1, horizon - cfg.warmup))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -339,6 +345,62 @@ def _dataset(cfg: TrainConfig):
                                     n=cfg.onthefly_n, seed=cfg.seed), patch=cfg.patch)
 
 
+class _EpochIndexed(torch.utils.data.Dataset):
+    """Items addressed by (epoch, index): each DataLoader worker (persistent or not) sets its
+    own copy's epoch from the key, so random patches follow the epoch exactly as without
+    workers. Items are pure functions of (seed, epoch, index): worker seeds play no part."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[tuple[int, int], dict]:
+        epoch, i = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return key, self.dataset[i]
+
+
+class _MicroBatches(torch.utils.data.Sampler):
+    """This rank's micro-batches of (epoch, index) keys, from (epoch, position) on, forever:
+    a seeded permutation per epoch, each global batch sharded rank::world (the semantics of
+    DistributedSampler, arranged so one process and N see identical global batches)."""
+
+    def __init__(self, n: int, cfg: TrainConfig, rank: int, world: int, epoch: int, pos: int):
+        self.n, self.cfg, self.rank, self.world = n, cfg, rank, world
+        self.epoch, self.pos = epoch, pos
+
+    def __iter__(self):
+        cfg, epoch, pos = self.cfg, self.epoch, self.pos
+        per_micro = cfg.batch // (self.world * cfg.accum)
+        while True:
+            perm = torch.randperm(self.n, generator=_seeded(cfg.seed, epoch))
+            for p in range(pos, self.n // cfg.batch):
+                mine = perm[p * cfg.batch:(p + 1) * cfg.batch][self.rank::self.world].tolist()
+                for m in range(cfg.accum):
+                    yield [(epoch, i) for i in mine[m * per_micro:(m + 1) * per_micro]]
+            epoch, pos = epoch + 1, 0
+
+
+def _keys_and_items(pairs: list) -> tuple[list, list]:
+    return [k for k, _ in pairs], [it for _, it in pairs]
+
+
+def make_loader(dataset, cfg: TrainConfig, rank: int, world: int, epoch: int, pos: int,
+                device: torch.device) -> torch.utils.data.DataLoader:
+    """A DataLoader over this rank's micro-batches from (epoch, pos): ``cfg.workers``
+    processes (persistent), pinned memory on CUDA. Yields (keys, items)."""
+    sampler = _MicroBatches(len(dataset), cfg, rank, world, epoch, pos)
+    w = cfg.workers
+    return torch.utils.data.DataLoader(
+        _EpochIndexed(dataset), batch_sampler=sampler, num_workers=w,
+        collate_fn=_keys_and_items,
+        pin_memory=device.type == "cuda", persistent_workers=w > 0,
+        prefetch_factor=2 if w > 0 else None)
+
+
 def _collate(items: list[dict], device) -> dict:
     out = {k: torch.stack([it[k] for it in items]).to(device) * 2 - 1 for k in ("a", "b", "gt")}
     out["prompt"] = [it["prompt"] for it in items]
@@ -425,9 +487,38 @@ def _sample_grid(path: Path, batch: dict, pred: torch.Tensor) -> None:
     atomic_write_bytes(path, encode_image(grid, ".png"))
 
 
+# what a resume may change: where the run stops and where its folder now is
+RESUME_MAY_CHANGE = ("max_steps", "out", "workers", "log_every", "keep_last")
+
+
+def _resumed_config(cfg: TrainConfig, saved: TrainConfig, given: set[str] | None,
+                    say) -> TrainConfig:
+    """The saved config, with the changes a resume allows applied and told; any other
+    difference (among ``given`` keys, or every key when None) is refused."""
+    keys = [f.name for f in fields(TrainConfig)] if given is None else sorted(given)
+    for k in keys:
+        if k in RESUME_MAY_CHANGE or k == "schedule_steps":
+            continue
+        if getattr(cfg, k) != getattr(saved, k):
+            raise UsageError(f"--resume continues a run exactly: {k} cannot change (the run has "
+                             f"{getattr(saved, k)!r}, asked {getattr(cfg, k)!r}); start a new "
+                             "run with --init-from to change it")
+    out = TrainConfig.from_dict(asdict(saved))
+    out.schedule_steps = saved.schedule_steps or saved.max_steps
+    out.out = cfg.out  # the folder may have moved since
+    if cfg.max_steps != saved.max_steps:
+        out.max_steps = cfg.max_steps
+        say(f"resume: max_steps {saved.max_steps} -> {cfg.max_steps}; the learning-rate "
+            f"schedule keeps its horizon of {out.schedule_steps} steps"
+            + (" (minimum lr after it)" if cfg.max_steps > out.schedule_steps else ""))
+    return out
+
+
 def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
-          progress: str = "bar") -> dict:
-    """Train to ``cfg.max_steps`` (or ``stop_after`` more steps); returns a summary."""
+          progress: str = "bar", given: set[str] | None = None) -> dict:
+    """Train to ``cfg.max_steps`` (or ``stop_after`` more steps); returns a summary. On
+    ``resume``, ``given`` names the settings the caller set explicitly (the CLI's flags);
+    None compares every setting of ``cfg`` with the run's."""
     from safetensors.torch import load_file  # noqa: F401  (fail early if missing)
 
     from .text import make_text_encoder
@@ -440,10 +531,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             raise InputError(f"{run}: no checkpoint to resume from (expected "
                              f"{run}/checkpoints/step_*)")
         state, tensors = read_checkpoint(ck)
-        saved = TrainConfig.from_dict(state["train"])
-        saved.max_steps = cfg.max_steps  # the only setting a resume may change
-        saved.out = cfg.out  # the folder may have moved since
-        cfg = saved
+        cfg = _resumed_config(cfg, TrainConfig.from_dict(state["train"]), given,
+                              lambda m: print(m, file=sys.stderr))
+    else:
+        cfg = TrainConfig.from_dict({**asdict(cfg),
+                                     "schedule_steps": cfg.schedule_steps or cfg.max_steps})
     cfg.check()
     rank, world, local = _dist()
     device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
@@ -457,6 +549,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         raise InputError(f"{len(dataset)} samples is fewer than one batch ({cfg.batch})")
     text = make_text_encoder(cfg.text, device)
     tok = make_tokenizer(cfg.tokenizer, device)
+    if cfg.fusion_weight > 0 and not tok.differentiable:
+        raise UsageError(f"fusion_weight needs gradients through the decoder; the {tok.name} "
+                         "tokenizer decodes without them: use pixel or kl tokens, or drop it")
     mcfg = build_model_config(cfg, tok.z, text.dim)
     model = FusionDiT(mcfg).to(device)
     if cfg.init_from and not resume:
@@ -491,20 +586,16 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, step + stop_after)
     logger = _Logger(run, rank == 0, cfg.max_steps, step, progress)
     per_epoch = len(dataset) // cfg.batch
-    t_start, first_loss, last = time.perf_counter(), None, {}
+    t_start, first_loss, last, start_step = time.perf_counter(), None, {}, step
+    micro_batches = iter(make_loader(dataset, cfg, rank, world, epoch, pos, device))
     while step < end:
-        if hasattr(dataset, "set_epoch"):  # also right after a resume mid-run
-            dataset.set_epoch(epoch)
-        perm = torch.randperm(len(dataset), generator=_seeded(cfg.seed, epoch))
         while pos < per_epoch and step < end:
-            idx = perm[pos * cfg.batch:(pos + 1) * cfg.batch]
-            mine = idx[rank::world].tolist()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             terms: dict[str, float] = {}
             for m in range(cfg.accum):
-                micro = mine[m * per_micro:(m + 1) * per_micro]
-                items = [dataset[i] for i in micro]
+                keys, items = next(micro_batches)
+                micro = [i for _, i in keys]
                 drop_prompts(items, micro, cfg, epoch)
                 batch = _collate(items, device)
                 pooled = text.encode(batch["prompt"])[2].to(device)
@@ -527,7 +618,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             first_loss = terms["loss"] if first_loss is None else first_loss
             last = terms
             if rank == 0 and (step % cfg.log_every == 0 or step == end):
-                rate = step / max(1e-9, time.perf_counter() - t_start)
+                rate = (step - start_step) / max(1e-9, time.perf_counter() - t_start)
                 logger.log(step, {**terms, "lr": opt.param_groups[0]["lr"],
                                   "grad_norm": float(gnorm), "steps_per_s": rate})
             if rank == 0 and cfg.sample_every and step % cfg.sample_every == 0:
@@ -569,7 +660,9 @@ def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: li
         out, aux = net(cond, pooled, t, flow.noisy(z0, eps, t), images=[a, b])
         main = F.mse_loss(out.float(), flow.velocity_target(z0, eps).float())
         tt = t.view(-1, 1, 1, 1)
-        pred = comps.tok.decode(flow.noisy(z0, eps, t) - tt * out.detach())  # one-step x0
+        # the one-step estimate of the clean sample; with a gradient when a loss uses it
+        v = out if cfg.fusion_weight > 0 else out.detach()
+        pred = comps.tok.decode(flow.noisy(z0, eps, t) - tt * v.float())
     parts["main"] = float(main.detach())
     loss = main + cfg.balance_weight * aux["balance"]
     parts["balance"] = float(aux["balance"].detach())
