@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmaif.evaluate import clean_fidelity
+from mmaif.evaluation.fidelity import clean_fidelity
 
 REPO = Path(__file__).resolve().parents[1]
 

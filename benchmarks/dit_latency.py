@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from mmaif.bench import matmul_gflops
-from mmaif.model import FusionDiT, make_config
-from mmaif.tokenizers import PixelTokenizer
+from mmaif.evaluation.bench import matmul_gflops
+from mmaif.model.dit import FusionDiT, make_config
+from mmaif.model.tokenizers import PixelTokenizer
 
 SIZES = [(256, 256), (640, 480), (1024, 768)]
 

@@ -6,7 +6,8 @@ degraded PSNR, blockiness and latency — one row per model.
 
 Columns, all on the dev pairs (never trained on):
 - clean VIF / MEF / MFF: PSNR (dB) against the teacher's fusion of the *clean* pair, the task
-  prompt (``mmaif.evaluate.clean_fidelity``): how well the model learned the fusion itself;
+  prompt (``mmaif.evaluation.fidelity.clean_fidelity``): how well the model learned the fusion
+  itself;
 - degraded VIF / MEF / MFF: mean PSNR_gt of ``mmaif eval``'s degraded samples (``--repeats``
   per pair, fixed seeds, the sample's prompt);
 - block: the model's blockiness (8-px grid) on the clean pairs over the teacher's (1.00 = as
@@ -23,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmaif.evaluate import clean_fidelity, eval_rows
-from mmaif.metrics import psnr_gt
-from mmaif.pipeline import FusionPipeline
-from mmaif.synth import render
+from mmaif.data.synth import render
+from mmaif.evaluation.evaluate import eval_rows
+from mmaif.evaluation.fidelity import clean_fidelity
+from mmaif.evaluation.metrics import psnr_gt
+from mmaif.inference.pipeline import FusionPipeline
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("vif", "mef", "mff")

@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mmaif.data import SynthFolder
-from mmaif.metrics import blockiness
-from mmaif.model import FusionDiT, fullres_output, latent_output, make_config
-from mmaif.synth import SynthConfig, synthesize
-from mmaif.text import make_text_encoder
-from mmaif.tokenizers import PixelTokenizer, crop_to, pad_to_multiple
+from mmaif.data.datasets import SynthFolder
+from mmaif.data.synth import SynthConfig, synthesize
+from mmaif.evaluation.metrics import blockiness
+from mmaif.model.dit import FusionDiT, fullres_output, latent_output, make_config
+from mmaif.model.text import make_text_encoder
+from mmaif.model.tokenizers import PixelTokenizer, crop_to, pad_to_multiple
 
 VARIANTS = {"fullres head": dict(head="fullres"),
             "latent, residual over mean": dict(head="latent", residual_mean=True),

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from mmaif.train import TrainConfig, _dataset, make_loader
+from mmaif.training.trainer import TrainConfig, _dataset, make_loader
 
 
 def main() -> None:

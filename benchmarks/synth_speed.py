@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mmaif.io import read_image, resize_to, write_image
-from mmaif.pairs import SAMPLES_TASK_DIRS, discover_pairs
-from mmaif.synth import SynthConfig, synthesize
+from mmaif.data.images import read_image, resize_to, write_image
+from mmaif.data.pairs import SAMPLES_TASK_DIRS, discover_pairs
+from mmaif.data.synth import SynthConfig, synthesize
 
 
 def make_sources(dst: Path, shared: Path) -> None:
@@ -26,7 +26,7 @@ def make_sources(dst: Path, shared: Path) -> None:
         items = [(p.task, p.name.split("/")[-1], read_image(p.a).data, read_image(p.b).data)
                  for p in pairs[::3]]
     else:
-        from mmaif.demo import demo_pairs
+        from mmaif.inference.demo import demo_pairs
 
         items = [(p.task, p.name, p.a, p.b) for p in demo_pairs()]
     for task, name, a, b in items:

@@ -20,8 +20,8 @@ def child(size: tuple[int, int], tile: int) -> None:
     import numpy as np
     import torch
 
-    from mmaif.model import FusionDiT, make_config
-    from mmaif.pipeline import FusionPipeline
+    from mmaif.inference.pipeline import FusionPipeline
+    from mmaif.model.dit import FusionDiT, make_config
 
     torch.manual_seed(0)
     pipe = FusionPipeline(FusionDiT(make_config("tiny", latent_channels=192, text_dim=384)))

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmaif.reference import GRAY_IR_PAIRS, VIFB_COLUMNS, gff_vs_vifb, metric_deviations
+from mmaif.evaluation.reference import GRAY_IR_PAIRS, VIFB_COLUMNS, gff_vs_vifb, metric_deviations
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ $MMAIF synth --src ../shared/fusion-samples --src data/stacks \
 # 3. training: tiny preset (patch 2), pixel tokens, MiniLM, regression, 6000 steps of 8 x 192^2
 $MMAIF train --config configs/train_default.yaml --progress lines
 # 4. export the EMA weights + configs (the model card README.md in the folder is kept)
-$PY -c "from mmaif.pipeline import FusionPipeline as P; \
+$PY -c "from mmaif import FusionPipeline as P; \
 P.from_pretrained('runs/default').save_pretrained('src/mmaif/weights/default')"
 # 5. the model card's numbers
 $MMAIF eval --data ../shared/fusion-samples --pairs splits/fusion_samples_dev.txt \

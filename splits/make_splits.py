@@ -14,7 +14,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from mmaif.pairs import discover_pairs
+from mmaif.data.pairs import discover_pairs
 
 
 def is_dev(name: str) -> bool:

@@ -33,7 +33,7 @@ def texture(h: int, w: int, channels: int = 0, seed: int = 0) -> np.ndarray:
 
 
 def save(path: Path, arr: np.ndarray, bits: int = 8) -> Path:
-    from mmaif.io import write_image
+    from mmaif.data.images import write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_image(path, arr, bits)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmaif.io import read_image
+from mmaif.data.images import read_image
 
 from .conftest import SAMPLES, digest, need, save, texture
 
@@ -126,8 +126,8 @@ def test_demo_writes_images_and_html(cli, tmp_path):
 
 
 def test_fuse_uses_the_shipped_model_by_default(cli, tmp_path):
-    from mmaif.fusion import fuse_arrays
-    from mmaif.pipeline import FusionPipeline
+    from mmaif.classical.fusion import fuse_arrays
+    from mmaif.inference.pipeline import FusionPipeline
 
     a = save(tmp_path / "ir.png", texture(40, 56, 0, 1))
     b = save(tmp_path / "vi.png", texture(40, 56, 3, 2))

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mmaif.data import SynthDataset, SynthFolder
-from mmaif.synth import SynthConfig, synthesize
+from mmaif.data.datasets import SynthDataset, SynthFolder
+from mmaif.data.synth import SynthConfig, synthesize
 
 from .test_synth import src  # noqa: F401  (module-scoped fixture with clean pairs)
 

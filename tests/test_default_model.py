@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from mmaif.pipeline import DEFAULT_MODEL, FusionPipeline
+from mmaif.inference.pipeline import DEFAULT_MODEL, FusionPipeline
 
 from .conftest import REPO, SAMPLES, need
 
@@ -51,9 +51,9 @@ def test_the_prompt_changes_the_output(pipe):
     """Text guidance is not ignored: on a degraded dev sample the four prompt modes of
     `mmaif eval` give four different fusions, and the given prompt (naming the true
     degradations) moves the output more than rephrasing noise would."""
-    from mmaif.evaluate import eval_rows, mismatched_prompts
-    from mmaif.pipeline import default_prompt
-    from mmaif.synth import render
+    from mmaif.data.synth import render
+    from mmaif.evaluation.evaluate import eval_rows, mismatched_prompts
+    from mmaif.inference.pipeline import default_prompt
 
     rows = eval_rows(need(SAMPLES), names_file=str(DEV), repeats=1)
     i = next(k for k, r in enumerate(rows) if r["task"] == "mff")
@@ -70,7 +70,7 @@ def test_the_prompt_changes_the_output(pipe):
 def test_imitates_the_teacher_better_than_the_input_mean():
     """On clean dev pairs the model is closer to the teacher than its starting point (the mean
     of the inputs) in every task: it learned the fusion, not only the averaging."""
-    from mmaif.evaluate import clean_fidelity
+    from mmaif.evaluation.fidelity import clean_fidelity
 
     rows = clean_fidelity(need(SAMPLES), str(DEV))
     for task in ("vif", "mef", "mff"):

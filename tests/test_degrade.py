@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmaif.degrade import OPS, SEVERITIES, TASK_OPS, apply_op, compose_prompt, sample_ops
-from mmaif.degrade.depth import FallbackDepth, make_depth_estimator
-from mmaif.degrade.pipeline import prompt_bank
+from mmaif.data.degrade import OPS, SEVERITIES, TASK_OPS, apply_op, compose_prompt, sample_ops
+from mmaif.data.degrade.depth import FallbackDepth, make_depth_estimator
+from mmaif.data.degrade.pipeline import prompt_bank
 from mmaif.errors import InputError
 
 from .conftest import texture

@@ -5,9 +5,9 @@ import csv
 import numpy as np
 import pytest
 
-from mmaif.evaluate import bootstrap_ci, eval_rows, mismatched_prompts
-from mmaif.io import read_image
-from mmaif.train import train
+from mmaif.data.images import read_image
+from mmaif.evaluation.evaluate import bootstrap_ci, eval_rows, mismatched_prompts
+from mmaif.training.trainer import train
 
 from .test_synth import src  # noqa: F401  (module fixture: clean pairs of every task)
 from .test_train import four, small  # noqa: F401  (module fixture: 4 synthesized samples)

@@ -8,11 +8,11 @@ import pytest
 import torch
 from scipy import ndimage
 
+from mmaif.classical.fusion import fuse_arrays
 from mmaif.errors import InputError, UsageError
-from mmaif.fusion import fuse_arrays
-from mmaif.metrics import psnr_gt
-from mmaif.model import EVIDENCE_MAPS, DiTConfig, FusionDiT, fullres_output, save_model
-from mmaif.train import blend_targets, distill_loss, train, warm_start
+from mmaif.evaluation.metrics import psnr_gt
+from mmaif.model.dit import EVIDENCE_MAPS, DiTConfig, FusionDiT, fullres_output, save_model
+from mmaif.training.trainer import blend_targets, distill_loss, train, warm_start
 
 from .conftest import texture
 from .test_model import inputs, perturb, tiny
@@ -155,7 +155,7 @@ def test_training_with_evidence_and_distillation(four, tmp_path):  # noqa: F811
 
 
 def test_pipeline_output_keeps_odd_sizes_with_evidence():
-    from mmaif.pipeline import FusionPipeline
+    from mmaif.inference.pipeline import FusionPipeline
 
     cfg = DiTConfig(dim=32, depth=1, heads=2, adaln_rank=8, patch=2, **{**EVIDENCE,
                                                                       "evidence_f": 8})
@@ -168,8 +168,8 @@ def test_pipeline_output_keeps_odd_sizes_with_evidence():
 
 
 def test_prompt_dropout_replaces_only_degraded_prompts_deterministically():
-    from mmaif.degrade.pipeline import default_prompt
-    from mmaif.train import TrainConfig, drop_prompts
+    from mmaif.data.degrade.pipeline import default_prompt
+    from mmaif.training.trainer import TrainConfig, drop_prompts
 
     def batch():
         return [{"prompt": f"remove the haze {i}", "task": "vif",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmaif import flow
+from mmaif.model import flow
 
 
 @pytest.mark.parametrize("method", ["euler", "heun"])

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mmaif import classical
+from mmaif.classical import filters as classical
+from mmaif.classical.fusion import METHODS, fuse_arrays, rgb_to_ycbcr, ycbcr_to_rgb
 from mmaif.errors import InputError
-from mmaif.fusion import METHODS, fuse_arrays, rgb_to_ycbcr, ycbcr_to_rgb
-from mmaif.reference import GRAY_IR_PAIRS, gff_vs_vifb
+from mmaif.evaluation.reference import GRAY_IR_PAIRS, gff_vs_vifb
 
 from .conftest import VIFB, need, texture
 

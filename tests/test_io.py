@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmaif.data.images import read_image, read_pair, write_image
 from mmaif.errors import InputError
-from mmaif.io import read_image, read_pair, write_image
 
 from .conftest import save, texture
 
@@ -87,7 +87,7 @@ def test_written_files_get_normal_permissions(tmp_path):
     import os
     import stat
 
-    from mmaif.io import write_image
+    from mmaif.data.images import write_image
 
     old = os.umask(0o022)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmaif.reference import VIFB_COLUMNS, metric_deviations
+from mmaif.evaluation.reference import VIFB_COLUMNS, metric_deviations
 
 from .conftest import VIFB, need
 

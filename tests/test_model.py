@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmaif.errors import InputError
-from mmaif.model import (
+from mmaif.model.dit import (
     PRESETS,
     DiTConfig,
     FusionDiT,
@@ -206,7 +206,7 @@ def test_param_counts_active_below_total():
 
 
 def test_latent_output_residual_over_the_mean():
-    from mmaif.model import latent_output
+    from mmaif.model.dit import latent_output
 
     cfg = tiny(head="latent")
     cond, text, _ = inputs(cfg)
@@ -220,7 +220,7 @@ def test_latent_output_residual_over_the_mean():
 def test_flop_count_includes_cpu_attention():
     import torch.nn.functional as F
 
-    from mmaif.info import count_flops
+    from mmaif.evaluation.info import count_flops
 
     q, k, v = torch.randn(1, 3, 50, 16), torch.randn(1, 3, 70, 16), torch.randn(1, 3, 70, 8)
     flops, out = count_flops(lambda: F.scaled_dot_product_attention(q, k, v))

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from mmaif.data.pairs import discover_pairs, infer_task
 from mmaif.errors import InputError
-from mmaif.pairs import discover_pairs, infer_task
 
 from .conftest import SAMPLES, need, save, texture
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmaif.degrade import OPS, apply_op
-from mmaif.degrade.depth import FallbackDepth
-from mmaif.restore import FIXES, noise_sigma, restore, two_stage
+from mmaif.classical.restore import FIXES, noise_sigma, restore, two_stage
+from mmaif.data.degrade import OPS, apply_op
+from mmaif.data.degrade.depth import FallbackDepth
 
 from .conftest import texture
 

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from mmaif.errors import UsageError
-from mmaif.model import DiTConfig, FusionDiT
-from mmaif.pipeline import FusionPipeline
-from mmaif.train import (
+from mmaif.inference.pipeline import FusionPipeline
+from mmaif.model.dit import DiTConfig, FusionDiT
+from mmaif.training.trainer import (
     Components,
     TrainConfig,
     _loss,
@@ -82,10 +82,10 @@ def test_objective_has_one_source_of_truth():
 
 def test_flow_fusion_loss_has_a_gradient(four):  # noqa: F811
     """The fusion term reaches the weights through the predicted clean sample."""
-    from mmaif.data import SynthFolder
-    from mmaif.text import make_text_encoder
-    from mmaif.tokenizers import make_tokenizer
-    from mmaif.train import _collate
+    from mmaif.data.datasets import SynthFolder
+    from mmaif.model.text import make_text_encoder
+    from mmaif.model.tokenizers import make_tokenizer
+    from mmaif.training.trainer import _collate
 
     torch.manual_seed(0)
     tok, text = make_tokenizer("pixel"), make_text_encoder("minilm")
@@ -187,8 +187,8 @@ def test_flags_that_do_not_apply(cli, tmp_path):
 
 
 def test_workers_give_the_same_batches_and_weights(four, tmp_path):  # noqa: F811
-    from mmaif.data import SynthFolder
-    from mmaif.train import make_loader
+    from mmaif.data.datasets import SynthFolder
+    from mmaif.training.trainer import make_loader
 
     ds = SynthFolder(four, patch=32)
     cfg = TrainConfig(data=str(four), batch=2, seed=3)
@@ -214,7 +214,7 @@ def test_workers_give_the_same_batches_and_weights(four, tmp_path):  # noqa: F81
 
 
 def test_synth_shards_are_disjoint_parts_of_the_same_plan(cli, tmp_path):
-    from mmaif.synth import read_manifest
+    from mmaif.data.synth import read_manifest
 
     root = tmp_path / "src"
     for k in range(2):

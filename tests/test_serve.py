@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from mmaif.serve import Fuser, create_app, guess_task
+from mmaif.inference.serve import Fuser, create_app, guess_task
 
 from .conftest import REPO, save, texture
 
@@ -179,7 +179,7 @@ def test_browser_fuses_a_pair(server, tmp_path):
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from mmaif.demo import demo_pairs
+    from mmaif.inference.demo import demo_pairs
 
     pair = next(p for p in demo_pairs() if p.task == "vif")  # a photo + a synthetic heat image
     a, b = save(tmp_path / "ir.png", pair.a), save(tmp_path / "vi.png", pair.b)

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mmaif.degrade import OPS
-from mmaif.io import read_image
-from mmaif.synth import SynthConfig, read_manifest, render, synthesize
+from mmaif.data.degrade import OPS
+from mmaif.data.images import read_image
+from mmaif.data.synth import SynthConfig, read_manifest, render, synthesize
 
 from .conftest import SAMPLES, need, save, texture
 
@@ -195,8 +195,8 @@ def test_synth_pairs_and_exclude_select_source_pairs(cli, src, tmp_path):
 
 
 def test_photo_stacks_are_pairs_of_the_right_tasks(cli, tmp_path):
-    from mmaif.demo import STACK_PHOTOS
-    from mmaif.pairs import discover_pairs
+    from mmaif.data.pairs import discover_pairs
+    from mmaif.data.stacks import STACK_PHOTOS
 
     code, _, err = cli("stacks", "--out", tmp_path / "st", "--variants", "1")
     assert code == 0, err

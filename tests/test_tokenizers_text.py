@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mmaif.errors import InputError
-from mmaif.text import T5Encoder, make_text_encoder
-from mmaif.tokenizers import (
+from mmaif.model.text import T5Encoder, make_text_encoder
+from mmaif.model.tokenizers import (
     PixelTokenizer,
     crop_to,
     latent_stats,

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmaif.data import SynthFolder
-from mmaif.synth import SynthConfig, synthesize
-from mmaif.train import Components, TrainConfig, latest_checkpoint, train
+from mmaif.data.datasets import SynthFolder
+from mmaif.data.synth import SynthConfig, synthesize
+from mmaif.training.trainer import Components, TrainConfig, latest_checkpoint, train
 
 from .conftest import save, texture
 
@@ -64,7 +64,7 @@ def test_overfit_flow(four, tmp_path):
     prompts = [ds[i]["prompt"] for i in range(4)]
 
     def evaluate(run):
-        from mmaif.pipeline import FusionPipeline
+        from mmaif.inference.pipeline import FusionPipeline
 
         pipe = FusionPipeline.from_pretrained(run)
         c: Components = pipe.c
@@ -155,7 +155,7 @@ def test_train_contract_defaults_and_config(cli, four, tmp_path):
 def test_pipeline_round_trip_and_inputs(four, tmp_path):
     from PIL import Image
 
-    from mmaif.pipeline import FusionPipeline
+    from mmaif.inference.pipeline import FusionPipeline
 
     train(small(four, tmp_path / "r", max_steps=2), progress="none")
     pipe = FusionPipeline.from_pretrained(tmp_path / "r")
@@ -179,7 +179,7 @@ def _pattern(h, w):
 
 @pytest.mark.slow
 def test_tiled_inference_has_no_seams(four, tmp_path):
-    from mmaif.pipeline import FusionPipeline
+    from mmaif.inference.pipeline import FusionPipeline
 
     train(small(four, tmp_path / "r", max_steps=2), progress="none")
     pipe = FusionPipeline.from_pretrained(tmp_path / "r")
@@ -225,7 +225,7 @@ def test_end_to_end_cli(tmp_path):
         "--preset", "tiny", "--batch", 4, "--patch", 64, "--progress", "none")
     a, b = root / "vif/ir/vifb_labMan.png", root / "vif/vi/vifb_labMan.png"
     run("fuse", "--model", tmp_path / "run", a, b, "-o", tmp_path / "fused.png")
-    from mmaif.io import read_image
+    from mmaif.data.images import read_image
 
     out = read_image(tmp_path / "fused.png")
     assert out.size == (640, 480) and out.data.ndim == 3  # visible's colour kept
@@ -234,7 +234,7 @@ def test_end_to_end_cli(tmp_path):
 def test_shipped_train_configs_load():
     from pathlib import Path
 
-    from mmaif.train import load_train_config
+    from mmaif.training.trainer import load_train_config
 
     for name in ("train_tiny.yaml", "train_base.yaml"):
         cfg = load_train_config(Path(__file__).parents[1] / "configs" / name)
@@ -242,7 +242,7 @@ def test_shipped_train_configs_load():
 
 
 def test_flow_pipeline_batches_and_refine(four, tmp_path):
-    from mmaif.pipeline import FusionPipeline
+    from mmaif.inference.pipeline import FusionPipeline
 
     train(small(four, tmp_path / "f", objective="flow", max_steps=2), progress="none")
     pipe = FusionPipeline.from_pretrained(tmp_path / "f")

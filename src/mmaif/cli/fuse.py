@@ -1,0 +1,260 @@
+"""Fusing pairs and measuring fused images: ``mmaif fuse``, ``mmaif metrics``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io as _io
+import json
+import math
+import sys
+from pathlib import Path
+
+from mmaif.cli.common import EPILOG_FUSE, add_out
+from mmaif.errors import InputError, UsageError
+
+
+def add_parsers(sub) -> None:
+    from mmaif.classical.fusion import COLOUR_MODES, METHODS
+    from mmaif.data.images import DEFAULT_MAX_PIXELS
+    from mmaif.data.pairs import TASKS
+
+    f = sub.add_parser("fuse", help="fuse a pair of images, or every pair of a dataset folder",
+                       epilog=EPILOG_FUSE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="two image files (a then b), or one dataset root folder")
+    add_out(f, "output image file (pair) or output folder (dataset root)", required=True)
+    f.add_argument("--method", choices=sorted(METHODS),
+                   help="a classical fusion method instead of the model")
+    f.add_argument("--colour", "--color", choices=COLOUR_MODES,
+                   help="colour policy of --method (default: auto = fuse luminance, keep chroma)")
+    f.add_argument("--task", choices=TASKS, help="task, for layouts that do not imply one")
+    f.add_argument("--resize", action="store_true",
+                   help="resize b to a's size when the sizes differ (default: refuse)")
+    f.add_argument("--bits", choices=("auto", "8", "16"), default="auto",
+                   help="output bit depth; auto keeps 16 bits if an input had them")
+    f.add_argument("--ext", help="file type in folder mode (default: .png)")
+    f.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse larger images (decompression-bomb guard)")
+    f.add_argument("--model", help="trained model: a saved pipeline folder or a training run "
+                   "folder (its latest checkpoint); default: the model shipped with mmaif")
+    f.add_argument("--prompt", help="instruction for the model (default: a task prompt)")
+    f.add_argument("--steps", type=int, help="flow sampler steps (default: 8)")
+    f.add_argument("--sampler", choices=("euler", "heun"), help="flow sampler (default: euler)")
+    f.add_argument("--shift", type=float, help="flow timestep shift (default: 1)")
+    f.add_argument("--seed", type=int, help="flow sampler seed (default: 0)")
+    f.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (pays off on GPUs and large folders)")
+    f.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    f.set_defaults(func=cmd_fuse)
+
+    m = sub.add_parser("metrics", help="fusion quality metrics (VIFB conventions)")
+    m.add_argument("--a", help="source a (VIF: infrared)")
+    m.add_argument("--b", help="source b (VIF: visible)")
+    m.add_argument("--fused", help="fused image")
+    m.add_argument("--gt", help="ground truth, adds PSNR_gt and SSIM_gt")
+    m.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    m.add_argument("--data", help="folder mode: dataset root with the sources")
+    m.add_argument("--fused-dir", help="folder mode: fused images named after the pairs")
+    m.add_argument("--task", choices=TASKS, help="restrict / label the dataset's task")
+    add_out(m, "folder mode: CSV file to write (default: print CSV to stdout)")
+    m.add_argument("--resize", action="store_true", help="resize to the fused image's size")
+    m.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    m.set_defaults(func=cmd_metrics)
+
+
+def _finite(d: dict) -> dict:
+    return {k: (v if isinstance(v, float) and math.isfinite(v) else None) for k, v in d.items()}
+
+
+def _out_bits(bits: str, *pictures) -> int:
+    if bits != "auto":
+        return int(bits)
+    return 16 if any(p.bits == 16 for p in pictures) else 8
+
+
+def _fuser(args: argparse.Namespace):
+    """(a, b, task) -> fused array: a classical --method, else the model (--model or the
+    shipped default)."""
+    from mmaif.classical.fusion import fuse_arrays
+
+    said = set()
+
+    def say(task: str | None, what: str) -> None:
+        """Tell (once per distinct setting) which task and prompt or method a fusion used."""
+        if (task, what) not in said:
+            said.add((task, what))
+            from tqdm import tqdm
+
+            tqdm.write(f"task {task or 'unknown'}; {what}", file=sys.stderr)
+
+    flow_flags = [f"--{k}" for k in ("steps", "sampler", "shift", "seed")
+                  if getattr(args, k) is not None]
+    if args.method:
+        if args.model:
+            raise UsageError("give either --method (classical) or --model, not both")
+        model_only = flow_flags + [f for f, v in (("--prompt", args.prompt),
+                                                   ("--compile", args.compile)) if v]
+        if model_only:
+            raise UsageError(f"{model_only[0]} applies to the model; a classical --method "
+                             "takes no prompt or sampler settings (leave it out)")
+        colour = args.colour or "auto"
+
+        def classical(a, b, task):
+            say(task, f"method {args.method} (colour {colour})")
+            return fuse_arrays(a, b, args.method, colour)
+        return classical
+    if args.colour:
+        raise UsageError("--colour is the colour policy of a classical --method; the model "
+                         "keeps the colour of the colour input")
+    from mmaif.inference.pipeline import FusionPipeline, default_prompt
+
+    pipe = FusionPipeline.from_pretrained(args.model)
+    if args.compile:
+        pipe.compile()
+    if flow_flags and pipe.objective != "flow":
+        print(f"warning: {', '.join(flow_flags)} ignored: {args.model or 'the default model'} "
+              "is a regression model (one pass, no sampler)", file=sys.stderr)
+    opts = {"steps": args.steps or 8, "sampler": args.sampler or "euler",
+            "shift": 1.0 if args.shift is None else args.shift,
+            "seed": args.seed or 0}
+
+    def model(a, b, task):
+        prompt = default_prompt(task) if args.prompt is None else args.prompt
+        say(task, f"prompt: {prompt!r}" + (" (the task's default; give --prompt to name the "
+                                            "degradations)" if args.prompt is None else ""))
+        return pipe(a, b, prompt=prompt, task=task, output="numpy", tile=args.tile, **opts)
+    return model
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from mmaif.data.images import WRITE_EXTS, check_output_path, read_pair, write_image
+    from mmaif.data.pairs import discover_pairs, infer_task
+
+    if len(args.inputs) == 2:
+        if args.ext:
+            raise UsageError("--ext applies to folder mode; a pair's output type comes from -o")
+        out = check_output_path(args.out, tuple(args.inputs))
+        a, b = read_pair(*args.inputs, resize=args.resize, max_pixels=args.max_pixels)
+        fused = _fuser(args)(a.data, b.data, args.task or infer_task(*args.inputs))
+        write_image(out, fused, _out_bits(args.bits, a, b))
+        print(f"wrote {out} ({a.size[0]}x{a.size[1]}, {'gray' if fused.ndim == 2 else 'RGB'})",
+              file=sys.stderr)
+        return 0
+    if len(args.inputs) != 1:
+        raise UsageError("give two image files (a b) or one dataset folder")
+    root = Path(args.inputs[0])
+    if root.is_file():
+        raise UsageError(f"{root}: one file given; fuse needs two files (a b) or a dataset folder")
+    layout, pairs = discover_pairs(root, args.task)
+    ext = args.ext or ".png"
+    ext = ext if ext.startswith(".") else "." + ext
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder; folder mode writes one file per "
+                         "pair into a folder")
+    if out_dir.resolve() == root.resolve():
+        raise InputError(f"{out_dir}: is the input dataset folder; choose another output folder")
+    if ext.lower() not in WRITE_EXTS:
+        raise UsageError(f"--ext {ext}: unknown image type; use one of {', '.join(WRITE_EXTS)}")
+    from mmaif.distributed import rank_world
+
+    rank, world = rank_world()  # under torchrun: rank r fuses pairs r, r + N, ...
+    print(f"{root}: {layout}, {len(pairs)} pairs"
+          + (f"; rank {rank} of {world} fuses {len(pairs[rank::world])}" if world > 1 else ""),
+          file=sys.stderr)
+    pairs = pairs[rank::world]
+    from tqdm import tqdm
+
+    fuse = _fuser(args)
+    for p in tqdm(pairs, desc="fuse", unit="pair", file=sys.stderr):
+        a, b = read_pair(p.a, p.b, resize=args.resize, max_pixels=args.max_pixels)
+        fused = fuse(a.data, b.data, p.task or args.task)
+        target = out_dir / (p.name + ext)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_image(target, fused, _out_bits(args.bits, a, b))
+    print(f"wrote {len(pairs)} images to {out_dir}", file=sys.stderr)
+    return 0
+
+
+def _find_fused(folder: Path, name: str) -> Path | None:
+    from mmaif.data.images import READ_EXTS
+
+    for ext in READ_EXTS:
+        for cand in (folder / (name + ext), folder / (name + ext.upper())):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from mmaif.data.images import atomic_write_bytes, check_output_path, read_image, resize_to
+    from mmaif.evaluation.metrics import METRIC_NAMES, compute_metrics
+
+    def load(path):
+        return read_image(path, max_pixels=args.max_pixels).data
+
+    def measure(pa, pb, pf, pg=None):
+        f = load(pf)
+        size = (f.shape[1], f.shape[0])
+        imgs = []
+        for p in (pa, pb) + ((pg,) if pg else ()):
+            x = load(p)
+            if (x.shape[1], x.shape[0]) != size:
+                if not args.resize:
+                    raise InputError(f"sizes differ: {p} is {x.shape[1]}x{x.shape[0]}, fused {pf} "
+                                     f"is {size[0]}x{size[1]}; pass --resize to resize sources")
+                x = resize_to(x, size)
+            imgs.append(x)
+        return compute_metrics(imgs[0], imgs[1], f, imgs[2] if pg else None)
+
+    if args.data or args.fused_dir:
+        if not (args.data and args.fused_dir):
+            raise UsageError("folder mode needs both --data ROOT and --fused-dir DIR")
+        single = [f for f, v in (("--json", args.json), ("--gt", args.gt), ("--a", args.a),
+                                 ("--b", args.b), ("--fused", args.fused)) if v]
+        if single:
+            raise UsageError(f"{single[0]} applies to one pair; folder mode (--data, "
+                             "--fused-dir) writes one CSV row per pair (-o FILE)")
+        from tqdm import tqdm
+
+        from mmaif.data.pairs import discover_pairs
+
+        _, pairs = discover_pairs(args.data, args.task)
+        fdir = Path(args.fused_dir)
+        if not fdir.is_dir():
+            raise InputError(f"{fdir}: not a folder of fused images")
+        missing = [p.name for p in pairs if _find_fused(fdir, p.name) is None]
+        if missing:
+            raise InputError(f"{len(missing)} pair(s) have no fused image in {fdir} "
+                             f"(e.g. {missing[0]}.png)")
+        if args.out:
+            check_output_path(args.out, exts=(".csv",))
+        rows = []
+        for p in tqdm(pairs, desc="metrics", unit="pair", file=sys.stderr):
+            vals = measure(p.a, p.b, _find_fused(fdir, p.name))
+            rows.append({"name": p.name, "task": p.task or "", **vals})
+        mean = {k: sum(r[k] for r in rows) / len(rows) for k in METRIC_NAMES}
+        rows.append({"name": "mean", "task": "", **mean})
+        buf = _io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["name", "task", *METRIC_NAMES], lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        if args.out:
+            atomic_write_bytes(args.out, buf.getvalue().encode())
+            print(f"wrote {args.out} ({len(pairs)} pairs + mean)", file=sys.stderr)
+        else:
+            sys.stdout.write(buf.getvalue())
+        return 0
+    if not (args.a and args.b and args.fused):
+        raise UsageError("give --a A --b B --fused F (or --data ROOT --fused-dir DIR)")
+    if args.out:
+        raise UsageError("-o/--out is the CSV of folder mode; for one pair use --json (stdout)")
+    vals = measure(args.a, args.b, args.fused, args.gt)
+    if args.json:
+        print(json.dumps(_finite(vals)))
+    else:
+        for k, v in vals.items():
+            print(f"{k:8s} {v:.6g}")
+    return 0

@@ -1,0 +1,1 @@
+"""Evaluation: fusion metrics, ``mmaif eval``, HTML reports, benchmarks and model info."""

@@ -1,0 +1,1 @@
+"""Inference: ``FusionPipeline`` (tiling included), the demo page and the web server."""

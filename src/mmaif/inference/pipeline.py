@@ -1,0 +1,280 @@
+"""``FusionPipeline``: load a trained model and fuse pairs of any size and colour.
+
+    pipe = FusionPipeline.from_pretrained()                  # the default model shipped inside
+    pipe = FusionPipeline.from_pretrained("runs/mmaif")      # a run folder or a saved pipeline
+    fused = pipe("ir.png", "vi.png", prompt="remove the haze and fuse them")  # PIL image
+    pipe.save_pretrained("my_model")                         # config.json + model.safetensors
+
+Inputs may be paths, PIL images, numpy arrays ((H, W) or (H, W, C), uint8 or float in [0, 1])
+or tensors ((C, H, W) in [0, 1]). The output has the inputs' size; it is gray when both inputs
+are gray, RGB otherwise. Images above ``tile_threshold`` pixels are processed in overlapping
+tiles aligned to the tokenizer x patch grid, blended with linear ramps, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmaif.data.degrade.pipeline import TASK_PROMPTS, default_prompt  # noqa: F401  (public here too)
+from mmaif.data.images import atomic_write_bytes, read_image, to_gray, to_rgb
+from mmaif.errors import InputError
+from mmaif.model.components import Components, load_run_weights
+from mmaif.model.dit import DiTConfig, FusionDiT
+from mmaif.model.tokenizers import crop_to, make_tokenizer, pad_to_multiple
+
+DEFAULT_MODEL = Path(__file__).parents[1] / "weights" / "default"
+
+
+
+def _as_array(x) -> np.ndarray:
+    if isinstance(x, (str, Path)):
+        return read_image(x).data
+    from PIL import Image
+
+    if isinstance(x, Image.Image):
+        x = np.asarray(x.convert("RGB") if x.mode not in ("L", "RGB") else x)
+    if torch.is_tensor(x):
+        t = x.detach().float().cpu()
+        x = (t[0] if t.dim() == 3 and t.shape[0] == 1 else t.permute(1, 2, 0)).numpy() \
+            if t.dim() == 3 else t.numpy()
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255
+    elif x.dtype == np.uint16:
+        x = x.astype(np.float32) / 65535
+    x = np.clip(x.astype(np.float32), 0, 1)
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[..., 0]
+    if x.ndim == 3 and x.shape[2] == 4:
+        x = x[..., :3]
+    if x.ndim not in (2, 3):
+        raise InputError(f"expected an image of shape (H, W) or (H, W, 3), got {x.shape}")
+    return x
+
+
+def _rgb_tensor(x: np.ndarray) -> torch.Tensor:
+    x = to_rgb(x)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None] * 2 - 1
+
+
+def _ramp(n: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
+    w = torch.ones(n)
+    if overlap > 0:
+        r = (torch.arange(overlap) + 0.5) / overlap
+        if not first:
+            w[:overlap] = r
+        if not last:
+            w[-overlap:] = r.flip(0)
+    return w
+
+
+def _copy_into(spec: str, folder: Path, sub: str) -> str:
+    """'kind:SOURCE_FOLDER' -> copy SOURCE_FOLDER to folder/sub and return 'kind:sub' (a path
+    relative to the pipeline folder); specs without a folder are returned as they are."""
+    import shutil
+
+    kind, _, src = spec.partition(":")
+    if not src:
+        return spec
+    src_path, dst = Path(src), folder / sub
+    if src_path.resolve() != dst.resolve():
+        tmp = folder / f".{sub}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src_path, tmp)
+        shutil.rmtree(dst, ignore_errors=True)
+        tmp.rename(dst)
+    return f"{kind}:{sub}"
+
+
+def _inside(spec: str, folder: Path) -> str:
+    """Resolve a folder reference relative to the pipeline folder it was saved in."""
+    kind, _, src = spec.partition(":")
+    if not src or Path(src).is_absolute():
+        return spec
+    return f"{kind}:{folder / src}"
+
+
+class FusionPipeline:
+    """Tokenizer + text encoder + model. ``objective`` is the model's own (``cfg.flow``): the
+    argument, kept for old call sites, must agree with it."""
+
+    def __init__(self, model: FusionDiT, tokenizer: str = "pixel", text: str = "minilm",
+                 objective: str | None = None, device: str | torch.device | None = None,
+                 latent_stats: dict | None = None):
+        from mmaif.model.text import make_text_encoder
+
+        own = "flow" if model.cfg.flow else "reg"
+        if objective not in (None, own):
+            raise InputError(f"objective {objective!r} disagrees with the model, which is a "
+                             f"{own} model")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.spec = {"tokenizer": tokenizer, "text": text}
+        self.training: dict | None = None  # the training config, kept by save_pretrained
+        tok = make_tokenizer(tokenizer, self.device)
+        if latent_stats:  # saved with the pipeline: independent of the tokenizer folder
+            tok.set_stats(torch.tensor(latent_stats["mean"]), torch.tensor(latent_stats["std"]))
+        enc = make_text_encoder(text, self.device)
+        self.model = model.eval()
+        self.net = self.model  # what runs: the model, or its torch.compile'd wrapper
+        self.c = Components(self.model, tok, enc, own)
+        self.to(self.device)
+
+    @property
+    def objective(self) -> str:
+        return "flow" if self.model.cfg.flow else "reg"
+
+    def to(self, device: str | torch.device) -> FusionPipeline:
+        """Put every parameter and buffer (model, tokenizer, text encoder) on ``device``."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.c.tok.to(self.device)
+        self.c.text.to(self.device)
+        return self
+
+    def compile(self, **kwargs) -> FusionPipeline:
+        """Run the model through ``torch.compile`` (first call compiles: slow once)."""
+        self.net = torch.compile(self.model, **kwargs)
+        return self
+
+    # -------------------------------------------------------------------- persistence
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None,
+                        device: str | torch.device | None = None) -> FusionPipeline:
+        """A saved pipeline folder (config.json + model.safetensors), a training run folder
+        / checkpoint (EMA weights of the latest checkpoint), or, with no argument, the default
+        model shipped inside the package (:data:`DEFAULT_MODEL`)."""
+        if path is None:
+            if not (DEFAULT_MODEL / "model.safetensors").is_file():
+                raise InputError(f"the default model is missing from this installation "
+                                 f"({DEFAULT_MODEL}); reinstall mmaif or pass a model folder")
+            path = DEFAULT_MODEL
+        path = Path(path)
+        if not path.is_dir():
+            raise InputError(f"{path}: not a folder; give a saved pipeline or a run folder")
+        if (path / "model.safetensors").is_file() and (path / "config.json").is_file():
+            from mmaif.model.dit import load_model
+
+            meta = json.loads((path / "config.json").read_text())
+            model = load_model(path)
+            spec, training = meta.get("pipeline", {}), meta.get("training")
+            spec = {**spec, **{k: _inside(spec[k], path) for k in ("tokenizer", "text")
+                               if k in spec}}
+        else:
+            mcfg, training, state = load_run_weights(path)
+            model = FusionDiT(DiTConfig.from_dict(mcfg))
+            model.load_state_dict(state)
+            spec = {"tokenizer": training["tokenizer"], "text": training["text"]}
+        pipe = cls(model, spec.get("tokenizer", "pixel"), spec.get("text", "minilm"),
+                   spec.get("objective"), device, spec.get("latent_stats"))
+        pipe.training = training
+        return pipe
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """config.json + model.safetensors (+ a short README.md unless the folder already holds
+        one, e.g. a model card). Self-contained: a tokenizer or text encoder loaded from a
+        folder is copied into ``tokenizer/`` / ``text_encoder/`` and the latent statistics go
+        into config.json, so the folder can be moved or shared as it is."""
+        from mmaif.model.dit import save_model
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = {"tokenizer": _copy_into(self.spec["tokenizer"], folder, "tokenizer"),
+                "text": _copy_into(self.spec["text"], folder, "text_encoder")}
+        if spec["tokenizer"] != "pixel":
+            tok = self.c.tok
+            spec["latent_stats"] = {"mean": tok.mean.flatten().tolist(),
+                                    "std": tok.std.flatten().tolist()}
+        extra = {"pipeline": spec}
+        if self.training:
+            extra["training"] = self.training
+        save_model(self.model, folder, extra=extra)
+        if (folder / "README.md").exists():
+            return folder
+        atomic_write_bytes(folder / "README.md", (
+            "# mmaif fusion model\n\nLoad with `mmaif.FusionPipeline.from_pretrained"
+            f"('{folder.name}')`.\nTokenizer: {spec['tokenizer']}, text encoder: "
+            f"{spec['text']}, objective: {self.objective}.\n").encode())
+        return folder
+
+    # ----------------------------------------------------------------------- fusion
+    @torch.no_grad()
+    def _run(self, a: torch.Tensor, b: torch.Tensor, pooled: torch.Tensor, steps: int,
+             sampler: str, shift: float, seed: int, init: torch.Tensor | None = None,
+             t0: float = 1.0) -> torch.Tensor:
+        m = self.c.tok.f * self.model.cfg.patch
+        a, size = pad_to_multiple(a.to(self.device), m)
+        b, _ = pad_to_multiple(b.to(self.device), m)
+        # bf16 autocast on CUDA (the tokenizers decode in float); fp32 elsewhere
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            if self.objective == "flow":
+                start = None
+                if init is not None:  # SDEdit-style refinement of a given (regression) output
+                    start = self.c.tok.encode(pad_to_multiple(init.to(self.device), m)[0])
+                out = self.c.sample_flow(self.net, a, b, pooled, steps, sampler, shift, seed,
+                                         start=start, t0=t0 if init is not None else 1.0)
+            else:
+                out = self.c.regress(self.net, a, b, pooled)[0]
+        return crop_to(out, size).float().cpu()
+
+    def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, prompt: str, steps: int = 8,
+                     sampler: str = "euler", shift: float = 1.0, seed: int = 0,
+                     tile: int = 512, overlap: int = 64, tile_threshold: int = 1024 * 1024,
+                     init: torch.Tensor | None = None, t0: float = 0.5) -> torch.Tensor:
+        """(1, 3, H, W) in [-1, 1] -> fused (1, 3, H, W) in [-1, 1], tiled when large."""
+        pooled = self.c.text.encode([prompt])[2].to(self.device)
+        h, w = a.shape[-2:]
+        if h * w <= tile_threshold:
+            return self._run(a, b, pooled, steps, sampler, shift, seed, init, t0)
+        m = self.c.tok.f * self.model.cfg.patch
+        tile = max(m, tile // m * m)
+        overlap = min(max(0, overlap // m * m), tile // 2)
+        stride = tile - overlap
+        out = torch.zeros(1, 3, h, w)
+        weight = torch.zeros(1, 1, h, w)
+        ys = list(range(0, max(1, h - overlap), stride)) or [0]
+        xs = list(range(0, max(1, w - overlap), stride)) or [0]
+        for y in ys:
+            for x in xs:
+                y1, x1 = min(y + tile, h), min(x + tile, w)
+                y0, x0 = max(0, y1 - tile), max(0, x1 - tile)  # full-size tiles at the edges
+                crop = None if init is None else init[..., y0:y1, x0:x1]
+                pred = self._run(a[..., y0:y1, x0:x1], b[..., y0:y1, x0:x1], pooled, steps,
+                                 sampler, shift, seed, crop, t0)
+                wy = _ramp(y1 - y0, overlap, y0 == 0, y1 == h)
+                wx = _ramp(x1 - x0, overlap, x0 == 0, x1 == w)
+                wt = (wy[:, None] * wx[None, :])[None, None]
+                out[..., y0:y1, x0:x1] += pred * wt
+                weight[..., y0:y1, x0:x1] += wt
+        return out / weight.clamp_min(1e-8)
+
+    def __call__(self, a, b, prompt: str | None = None, task: str | None = None,
+                 steps: int = 8, sampler: str = "euler", shift: float = 1.0, seed: int = 0,
+                 output: str = "pil", refine=None, t0: float = 0.5, **tiling):
+        """Fuse ``a`` and ``b`` (roles as in the CLI). Returns a PIL image (``output='pil'``) or
+        a float array in [0, 1] (``output='numpy'``) of the inputs' size. Lists of inputs (and
+        prompts) give lists of outputs. For flow models, ``refine`` (an image, e.g. a
+        regression model's output) starts the flow from that image at time ``t0``."""
+        if isinstance(a, (list, tuple)):
+            prompts = prompt if isinstance(prompt, (list, tuple)) else [prompt] * len(a)
+            return [self(x, y, p, task, steps, sampler, shift, seed, output, refine, t0,
+                         **tiling) for x, y, p in zip(a, b, prompts, strict=True)]
+        xa, xb = _as_array(a), _as_array(b)
+        if xa.shape[:2] != xb.shape[:2]:
+            raise InputError(f"image sizes differ: {xa.shape[1]}x{xa.shape[0]} vs "
+                             f"{xb.shape[1]}x{xb.shape[0]}")
+        prompt = default_prompt(task) if prompt is None else prompt  # "" stays empty
+        init = None if refine is None else _rgb_tensor(_as_array(refine))
+        fused = self.fuse_tensors(_rgb_tensor(xa), _rgb_tensor(xb), prompt, steps, sampler,
+                                  shift, seed, init=init, t0=t0, **tiling)
+        img = ((fused[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+        if xa.ndim == 2 and xb.ndim == 2:
+            img = to_gray(img.astype(np.float64)).astype(np.float32)
+        if output == "numpy":
+            return img
+        from PIL import Image
+
+        return Image.fromarray(np.round(img * 255).astype(np.uint8))

@@ -1,0 +1,254 @@
+"""``mmaif serve``: a local web page and HTTP API for fusing a pair with the model or a
+classical method. Starlette + uvicorn; binds 127.0.0.1 unless told otherwise.
+
+API:
+
+- ``GET /api/health`` -> ``{"status": "ok", "model": ..., "version": ...}``
+- ``POST /api/fuse`` (multipart: ``a``, ``b`` image files; optional ``task`` = auto | vif |
+  mef | mff, ``prompt``, ``method`` = model | gff | mertens | laplacian) -> ``image/png`` at the
+  inputs' size; headers ``X-Mmaif-Task``, ``X-Mmaif-Prompt``, ``X-Mmaif-Seconds``.
+  Errors: 4xx with ``{"error": "one line"}`` (the CLI's messages); 5xx never carries a
+  traceback (it goes to the server log).
+- ``GET /api/demo`` -> the built-in demo pairs; ``GET /api/demo/{name}/{a|b}.png``.
+
+Requests are fused one at a time (a lock; at most ``queue`` waiting, more get 503), so memory
+stays bounded whatever the number of clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from mmaif import __version__
+from mmaif.errors import InputError
+
+log = logging.getLogger("mmaif.serve")
+METHODS = ("model", "gff", "mertens", "laplacian")
+TASKS = ("auto", "vif", "mef", "mff")
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def guess_task(a: np.ndarray, b: np.ndarray) -> str:
+    """Task of a pair from its pixels: one gray + one colour input is infrared + visible (VIF);
+    otherwise inputs whose brightness differs a lot are an exposure pair (MEF); the rest are
+    focus pairs (MFF)."""
+    if (a.ndim == 2) != (b.ndim == 2):
+        return "vif"
+    if abs(float(a.mean()) - float(b.mean())) > 0.15:
+        return "mef"
+    return "mff"
+
+
+def _decode(data: bytes, field: str, filename: str, max_pixels: int):
+    """Uploaded bytes -> Picture, with the same checks and messages as the CLI's file reader."""
+    from mmaif.data.images import read_image
+
+    if not data:
+        raise HTTPError(400, f"{field}: empty upload; choose an image file")
+    suffix = Path(filename or "").suffix.lower()[:8] or ".img"
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="mmaif-upload-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return read_image(tmp, max_pixels=max_pixels)
+    except InputError as exc:
+        status = 413 if "pixels" in str(exc) else 400
+        raise HTTPError(status, str(exc).replace(tmp, f"{field} ({filename or 'upload'})")) \
+            from None
+    finally:
+        os.unlink(tmp)
+
+
+class Fuser:
+    """Loads the model once (lazily, on the first model request) and fuses pairs."""
+
+    def __init__(self, model: str | None = None, max_pixels: int = 16_000_000):
+        self.model, self.max_pixels = model, max_pixels
+        self._pipe = None
+
+    @property
+    def pipe(self):
+        if self._pipe is None:
+            from mmaif.inference.pipeline import FusionPipeline
+
+            self._pipe = FusionPipeline.from_pretrained(self.model)
+        return self._pipe
+
+    def fuse(self, files: dict[str, tuple[bytes, str]], task: str, prompt: str | None,
+             method: str) -> tuple[bytes, dict[str, str]]:
+        from mmaif.classical.fusion import fuse_arrays
+        from mmaif.data.images import encode_image
+        from mmaif.inference.pipeline import default_prompt
+
+        if method not in METHODS:
+            raise HTTPError(400, f"method {method!r}: use one of {', '.join(METHODS)}")
+        if task not in TASKS:
+            raise HTTPError(400, f"task {task!r}: use one of {', '.join(TASKS)}")
+        a, b = (_decode(files[k][0], k, files[k][1], self.max_pixels) for k in ("a", "b"))
+        if a.size != b.size:
+            raise HTTPError(400, f"image sizes differ: a is {a.size[0]}x{a.size[1]}, b is "
+                            f"{b.size[0]}x{b.size[1]}; upload a registered pair of one size")
+        task = guess_task(a.data, b.data) if task == "auto" else task
+        t0 = time.perf_counter()
+        if method == "model":
+            prompt = default_prompt(task) if not (prompt or "").strip() else prompt.strip()
+            fused = self.pipe(a.data, b.data, prompt=prompt, task=task, output="numpy")
+        else:
+            prompt = ""
+            fused = fuse_arrays(a.data, b.data, method)
+        seconds = time.perf_counter() - t0
+        headers = {"X-Mmaif-Task": task, "X-Mmaif-Method": method,
+                   "X-Mmaif-Seconds": f"{seconds:.3f}",
+                   "X-Mmaif-Prompt": prompt.encode("ascii", "replace").decode()}
+        return encode_image(fused, ".png"), headers
+
+
+def page() -> str:
+    return resources.files("mmaif.inference").joinpath("web/index.html").read_text("utf-8")
+
+
+def create_app(model: str | None = None, max_upload_mb: float = 32.0,
+               max_pixels: int = 16_000_000, queue: int = 8, fuser: Fuser | None = None):
+    """The Starlette application (``uvicorn.run(create_app(), ...)``)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    fuser = fuser or Fuser(model, max_pixels)
+    lock = asyncio.Lock()
+    waiting = 0
+    limit = int(max_upload_mb * 1024 * 1024)
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page())
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "model": model or "default", "version": __version__,
+                             "busy": lock.locked(), "waiting": waiting})
+
+    async def fuse(request: Request) -> Response:
+        nonlocal waiting
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > limit:
+            return error(413, f"upload of {int(size) / 2**20:.1f} MB is over the "
+                         f"{max_upload_mb:g} MB limit; send smaller images")
+        try:
+            async with request.form(max_files=2, max_fields=8,
+                                    max_part_size=65536) as form:
+                files = {}
+                for key in ("a", "b"):
+                    item = form.get(key)
+                    if item is None or isinstance(item, str):
+                        return error(400, f"missing image file field {key!r} (multipart "
+                                     "fields: a, b, and optional task, prompt, method)")
+                    data = await item.read()
+                    if len(data) > limit:
+                        return error(413, f"{key}: over the {max_upload_mb:g} MB upload limit")
+                    files[key] = (data, item.filename or key)
+                task = str(form.get("task") or "auto").lower()
+                prompt = form.get("prompt")
+                method = str(form.get("method") or "model").lower()
+        except HTTPError as exc:
+            return error(exc.status, exc.message)
+        except Exception as exc:  # malformed multipart bodies
+            return error(400, f"could not read the form ({type(exc).__name__}); send "
+                         "multipart/form-data with fields a and b")
+        if waiting >= queue:
+            return error(503, f"busy: {waiting} requests are waiting; try again shortly")
+        waiting += 1
+        try:
+            async with lock:  # one fusion at a time: bounded memory
+                png, headers = await run_in_threadpool(
+                    fuser.fuse, files, task, prompt if isinstance(prompt, str) else None,
+                    method)
+        except HTTPError as exc:
+            return error(exc.status, exc.message)
+        except InputError as exc:
+            return error(400, str(exc))
+        except Exception:
+            log.exception("fusion failed")
+            return error(500, "internal error while fusing; the server log has the details")
+        finally:
+            waiting -= 1
+        return Response(png, media_type="image/png", headers=headers)
+
+    async def demo_list(request: Request) -> JSONResponse:
+        from mmaif.inference.demo import demo_pairs
+
+        pairs = await run_in_threadpool(_demo_cache, demo_pairs)
+        return JSONResponse([{"name": p.name, "task": p.task, "note": p.note} for p in pairs])
+
+    async def demo_image(request: Request) -> Response:
+        from mmaif.data.images import encode_image
+        from mmaif.inference.demo import demo_pairs
+
+        pairs = {p.name: p for p in await run_in_threadpool(_demo_cache, demo_pairs)}
+        name, which = request.path_params["name"], request.path_params["which"]
+        if name not in pairs or which not in ("a", "b"):
+            return error(404, f"no demo image {name}/{which}; see /api/demo")
+        return Response(encode_image(getattr(pairs[name], which), ".png"),
+                        media_type="image/png")
+
+    async def not_found(request: Request, exc) -> JSONResponse:
+        return error(exc.status_code, getattr(exc, "detail", "not found"))
+
+    async def server_error(request: Request, exc) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return error(500, "internal error; the server log has the details")
+
+    routes = [Route("/", index), Route("/api/health", health),
+              Route("/api/fuse", fuse, methods=["POST"]),
+              Route("/api/demo", demo_list),
+              Route("/api/demo/{name}/{which}.png", demo_image)]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found,
+                                                        500: server_error})
+
+
+_DEMO: list = []
+
+
+def _demo_cache(make):
+    if not _DEMO:
+        _DEMO.extend(make())
+    return _DEMO
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, model: str | None = None,
+          max_upload_mb: float = 32.0, max_pixels: int = 16_000_000) -> None:
+    """Load the model, print the URL and serve until interrupted."""
+    import socket
+    import sys
+
+    import uvicorn
+
+    try:  # a clear one-line error instead of uvicorn's log when the port is taken
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose "
+                         "another --port or --host") from None
+    fuser = Fuser(model, max_pixels)
+    fuser.pipe  # noqa: B018  (load once, before the first request, so errors show at start)
+    app = create_app(model, max_upload_mb, max_pixels, fuser=fuser)
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    print(f"mmaif serve: http://{shown}:{port}/ (model: {model or 'the shipped default'}; "
+          "Ctrl+C to stop)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

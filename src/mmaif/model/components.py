@@ -1,0 +1,102 @@
+"""What training and inference share: the wiring of tokenizer, text encoder and model
+(:class:`Components`), seeded generators, and reading run checkpoints (a training run folder
+can be loaded for inference without importing the trainer)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from mmaif.errors import InputError
+from mmaif.model import flow
+from mmaif.model.dit import FusionDiT, fullres_output, latent_output
+
+CKPT_FILES = ("model.safetensors", "ema.safetensors", "optim.safetensors", "rng.safetensors")
+
+
+def _seeded(*key: int) -> torch.Generator:
+    h = hashlib.sha256(",".join(map(str, key)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(h[:8], "little") & (2**63 - 1))
+
+
+class Components:
+    """Tokenizer, text encoder and model wiring shared by training and inference."""
+
+    def __init__(self, model: FusionDiT, tokenizer, text, objective: str):
+        self.model, self.tok, self.text, self.objective = model, tokenizer, text, objective
+
+    def condition(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.tok.encode(a), self.tok.encode(b)], dim=1)
+
+    def regress(self, net, a, b, pooled) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """One regression pass -> (image in [-1, 1], latent or None, aux); with the fullres
+        head, aux['blend_logits'] holds the blend-weight logits on the token grid."""
+        cond = self.condition(a, b)
+        out, aux = net(cond, pooled, images=[a, b])
+        cfg = self.model.cfg
+        if cfg.head == "fullres":
+            aux["blend_logits"] = out[:, cfg.latent_channels:]
+            return fullres_output(out, [a, b], self.tok.f), None, aux
+        lat = latent_output(out, cond, cfg)
+        return self.tok.decode(lat), lat, aux
+
+    def sample_flow(self, net, a, b, pooled, steps: int, method: str = "euler",
+                    shift: float = 1.0, seed: int = 0, start: torch.Tensor | None = None,
+                    t0: float = 1.0) -> torch.Tensor:
+        cond = self.condition(a, b)
+        g = _seeded(seed, 0)
+        eps = torch.randn(cond.shape[0], self.tok.z, *cond.shape[2:], generator=g).to(cond)
+        z = eps if start is None else flow.refine_start(start, eps, t0)
+
+        def velocity(zt, t):
+            return net(cond, pooled, t, zt, images=[a, b])[0]
+
+        return self.tok.decode(flow.sample(velocity, z, steps, method, shift, t0))
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def latest_checkpoint(run: str | Path) -> Path | None:
+    found = sorted((Path(run) / "checkpoints").glob("step_*"))
+    return found[-1] if found else None
+
+
+def read_checkpoint(ck: Path) -> tuple[dict, dict[str, dict]]:
+    """Verify and load a checkpoint folder -> (state, {file: tensors}); clear errors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((ck / "state.json").read_text())
+        files = state["files"]
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise InputError(f"{ck}: state.json is missing or damaged ({exc.__class__.__name__}); "
+                         "delete this checkpoint folder to resume from an earlier one") from None
+    tensors = {}
+    for name, digest in files.items():
+        p = ck / name
+        if not p.is_file() or sha256_file(p) != digest:
+            raise InputError(f"{ck}: {name} is missing, truncated or corrupt (checksum "
+                             "mismatch); delete this checkpoint folder to resume from an "
+                             "earlier one")
+        try:
+            tensors[name] = load_file(str(p))
+        except SafetensorError as exc:
+            raise InputError(f"{p}: unreadable ({exc})") from None
+    return state, tensors
+
+
+def load_run_weights(run_or_ckpt: str | Path, use_ema: bool = True):
+    """(model config dict, train config dict, state dict) of a run's latest checkpoint."""
+    p = Path(run_or_ckpt)
+    ck = p if (p / "state.json").is_file() else latest_checkpoint(p)
+    if ck is None:
+        raise InputError(f"{p}: no checkpoint found (expected {p}/checkpoints/step_*)")
+    state, tensors = read_checkpoint(ck)
+    return state["model"], state["train"], tensors["ema.safetensors" if use_ema else
+                                                   "model.safetensors"]

@@ -1,0 +1,1 @@
+"""Training: regression and flow matching, one process or many under torchrun."""
