@@ -420,8 +420,10 @@ def _sample_grid(path: Path, batch: dict, pred: torch.Tensor) -> None:
     atomic_write_bytes(path, encode_image(grid, ".png"))
 
 
-# what a resume may change: where the run stops and where its folder now is
-RESUME_MAY_CHANGE = ("max_steps", "out", "workers", "log_every", "keep_last", "compile")
+# what a resume may change (applied and printed): where the run stops, where its folder and its
+# data now are, and settings that do not change the numbers
+RESUME_MAY_CHANGE = ("max_steps", "out", "data", "src", "workers", "log_every", "keep_last",
+                     "compile", "save_every", "sample_every")
 
 
 def _resumed_config(cfg: TrainConfig, saved: TrainConfig, given: set[str] | None,
@@ -429,21 +431,23 @@ def _resumed_config(cfg: TrainConfig, saved: TrainConfig, given: set[str] | None
     """The saved config, with the changes a resume allows applied and told; any other
     difference (among ``given`` keys, or every key when None) is refused."""
     keys = [f.name for f in fields(TrainConfig)] if given is None else sorted(given)
-    for k in keys:
-        if k in RESUME_MAY_CHANGE or k == "schedule_steps":
-            continue
-        if getattr(cfg, k) != getattr(saved, k):
-            raise UsageError(f"--resume continues a run exactly: {k} cannot change (the run has "
-                             f"{getattr(saved, k)!r}, asked {getattr(cfg, k)!r}); start a new "
-                             "run with --init-from to change it")
     out = TrainConfig.from_dict(asdict(saved))
     out.schedule_steps = saved.schedule_steps or saved.max_steps
     out.out = cfg.out  # the folder may have moved since
-    if cfg.max_steps != saved.max_steps:
-        out.max_steps = cfg.max_steps
-        say(f"resume: max_steps {saved.max_steps} -> {cfg.max_steps}; the learning-rate "
-            f"schedule keeps its horizon of {out.schedule_steps} steps"
-            + (" (minimum lr after it)" if cfg.max_steps > out.schedule_steps else ""))
+    for k in keys:
+        new, old = getattr(cfg, k), getattr(saved, k)
+        if k in ("out", "schedule_steps") or new == old:
+            continue
+        if k not in RESUME_MAY_CHANGE:
+            raise UsageError(f"--resume continues a run exactly: {k} cannot change (the run has "
+                             f"{old!r}, asked {new!r}); start a new run with --init-from to "
+                             "change it")
+        setattr(out, k, new)
+        note = ""
+        if k == "max_steps":
+            note = (f"; the learning-rate schedule keeps its horizon of {out.schedule_steps} "
+                    "steps" + (" (minimum lr after it)" if new > out.schedule_steps else ""))
+        say(f"resume: {k} {old} -> {new}{note}")
     return out
 
 
@@ -513,6 +517,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[local] if device.type == "cuda" else None,
             find_unused_parameters=mcfg.moe)
+    ddp = net  # no_sync lives on the DDP wrapper, not on a compiled one
     if cfg.compile:
         net = torch.compile(net)
     comps = Components(model, tok, text, cfg.objective)
@@ -535,7 +540,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 batch = _collate(items, device)
                 pooled = text.encode(batch["prompt"])[2].to(device)
                 sync = m == cfg.accum - 1 or world == 1
-                ctx = net.no_sync() if (world > 1 and not sync) else _nullctx()
+                ctx = ddp.no_sync() if (world > 1 and not sync) else _nullctx()
                 with ctx, amp:
                     loss, parts, pred = _loss(comps, net, batch, pooled, micro, step, cfg)
                     (loss / cfg.accum).backward()
