@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mmaif import metrics as M
+from mmaif.evaluation import metrics as M
 
 from .conftest import texture
 

@@ -189,8 +189,9 @@ class Evidence(nn.Module):
         x = (x.float() + 1) / 2
         gray = (x * self.luma).sum(1, keepdim=True)
 
-        def box(t):
-            return F.avg_pool2d(t, 7, 1, 3, count_include_pad=False)
+        def box(t):  # 7 x 7 mean over the pixels inside the image, as two 1-D passes
+            t = F.avg_pool2d(t, (1, 7), 1, (0, 3), count_include_pad=False)
+            return F.avg_pool2d(t, (7, 1), 1, (3, 0), count_include_pad=False)
 
         maps = {}
         if "laplacian" in self.names:  # GFF's saliency: smoothed |Laplacian| (log-compressed)
