@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmaif.errors import InputError
 from mmaif.data.images import list_images
+from mmaif.errors import InputError
 
 TASKS = ("vif", "mef", "mff")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mmaif.errors import InputError, UsageError
 from mmaif.classical.fusion import METHODS, fuse_arrays
 from mmaif.data.images import READ_EXTS, read_image
+from mmaif.errors import InputError, UsageError
 
 DEFAULT_TEACHERS = {"vif": "gff", "mef": "mertens", "mff": "gff"}
 
