@@ -116,7 +116,7 @@ def test_limits_give_413():
 def test_internal_errors_do_not_leak_a_traceback():
     class Broken(Fuser):
         def fuse(self, *args):
-            raise RuntimeError("secret detail /home/user/model")
+            raise RuntimeError("secret detail: token-1234")
 
     r = fuse(TestClient(create_app(fuser=Broken()), raise_server_exceptions=False),
              method="gff")
