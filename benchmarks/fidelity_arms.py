@@ -26,7 +26,7 @@ import numpy as np
 
 from mmaif.data.synth import render
 from mmaif.evaluation.evaluate import eval_rows
-from mmaif.evaluation.fidelity import clean_fidelity
+from mmaif.evaluation.fidelity import clean_fidelity, task_means
 from mmaif.evaluation.metrics import psnr_gt
 from mmaif.inference.pipeline import FusionPipeline
 
@@ -59,7 +59,7 @@ def latency(model: str | None) -> float:
 
 def measure(model: str | None, root: str, names: str, repeats: int) -> dict:
     rows = clean_fidelity(root, names, model)
-    clean = {t: float(np.mean([r["model"] for r in rows if r["task"] == t])) for t in TASKS}
+    clean = task_means(rows)
     block = float(np.mean([r["block_model"] / r["block_teacher"] for r in rows]))
     return {"model": model or "default", "clean": clean, "degraded": degraded(
         model, root, names, repeats), "block": block, "seconds": latency(model)}

@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from mmaif.evaluation.fidelity import clean_fidelity
+from mmaif.evaluation.fidelity import clean_fidelity, task_means
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,8 +25,7 @@ def main() -> None:
     print("| step | clean VIF | clean MEF | clean MFF |\n|---|---|---|---|", flush=True)
     for ck in cks:
         rows = clean_fidelity(args.data, args.pairs, str(ck))
-        vals = [np.mean([r["model"] for r in rows if r["task"] == t]) for t in ("vif", "mef",
-                                                                              "mff")]
+        vals = task_means(rows).values()
         print(f"| {int(ck.name.split('_')[1])} | " + " | ".join(f"{v:.2f}" for v in vals) + " |",
               flush=True)
 

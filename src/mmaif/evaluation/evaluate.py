@@ -113,17 +113,18 @@ def _teacher(row: dict) -> str:
     return t
 
 
+def _choices(spec: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    """'a,b' -> ['a', 'b'], every item one of ``allowed`` (else a usage error)."""
+    items = [m.strip() for m in spec.split(",") if m.strip()]
+    bad = [m for m in items if m not in allowed]
+    if bad or not items:
+        raise UsageError(f"{what} {bad[0] if bad else spec!r}; choose from {', '.join(allowed)}")
+    return items
+
+
 def _methods(spec: str, model: str | None, modes_spec: str = "given"):
-    names = [m.strip() for m in spec.split(",") if m.strip()]
-    bad = [m for m in names if m not in METHODS]
-    if bad or not names:
-        raise UsageError(f"unknown method {bad[0] if bad else spec!r}; choose from "
-                         f"{', '.join(METHODS)}")
-    modes = [m.strip() for m in modes_spec.split(",") if m.strip()]
-    bad = [m for m in modes if m not in PROMPT_MODES]
-    if bad or not modes:
-        raise UsageError(f"--prompt-modes: unknown mode {bad[0] if bad else modes_spec!r}; "
-                         f"choose from {', '.join(PROMPT_MODES)}")
+    names = _choices(spec, METHODS, "unknown method")
+    modes = _choices(modes_spec, PROMPT_MODES, "--prompt-modes: unknown mode")
     pipe = None
     if any(m.startswith("mmaif") for m in names):
         from mmaif.inference.pipeline import FusionPipeline
@@ -219,13 +220,14 @@ def run_eval(root: str | Path, out: str | Path, methods: str = DEFAULT_METHODS,
                                          key=lambda x: x[0])]
     names = list(dict.fromkeys(r["method"] for r in results))
     summary = summary_rows(results, names)
+    per_degradation = degradation_rows(results, names)
     _write_csv(out / "results.csv", results)
     _write_csv(out / "summary.csv", summary)
-    _write_csv(out / "summary_degradations.csv", degradation_rows(results, names))
+    _write_csv(out / "summary_degradations.csv", per_degradation)
     write_page(out / "index.html", "mmaif eval",
                f"{len(rows)} samples from {root}, seed {seed}; GT = teacher on the clean pair. "
                "Intervals: 95% bootstrap over source pairs. Metric conventions: see "
-               "mmaif.evaluation.metrics.", _summaries(results, summary, names) + sections)
+               "mmaif.evaluation.metrics.", _summaries(summary, per_degradation) + sections)
     return results
 
 
@@ -295,6 +297,16 @@ def summary_rows(results: list[dict], names: list[str]) -> list[dict]:
     return out
 
 
+def _ci(r: dict) -> str:
+    return f"[{r['PSNR_lo']:.2f}, {r['PSNR_hi']:.2f}]"
+
+
+def _delta(r: dict) -> str:
+    if r["method"] == r["vs"]:
+        return "—"
+    return f"{r['dPSNR']:+.2f} [{r['dPSNR_lo']:+.2f}, {r['dPSNR_hi']:+.2f}]"
+
+
 def markdown_table(summary: list[dict]) -> str:
     """The per-(task, method) summary as a Markdown table (what ``mmaif eval`` prints)."""
     ref = summary[0]["vs"] if summary else "teacher"
@@ -302,10 +314,8 @@ def markdown_table(summary: list[dict]) -> str:
              + " | ".join(SUMMARY_KEYS[1:]) + " |",
              "|---|---|---|---|---|---|" + "---|" * (len(SUMMARY_KEYS) - 1)]
     for r in summary:
-        delta = ("—" if r["method"] == r["vs"] else
-                 f"{r['dPSNR']:+.2f} [{r['dPSNR_lo']:+.2f}, {r['dPSNR_hi']:+.2f}]")
         lines.append(f"| {r['task']} | {r['method']} | {r['n']} | {r['PSNR_gt']:.2f} | "
-                     f"[{r['PSNR_lo']:.2f}, {r['PSNR_hi']:.2f}] | {delta} | "
+                     f"{_ci(r)} | {_delta(r)} | "
                      f"{r['SSIM_gt']:.3f} | " + " | ".join(f"{r[k]:.3f}" for k in EVAL_METRICS)
                      + " |")
     return "\n".join(lines)
@@ -345,20 +355,19 @@ def degradation_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _summaries(results: list[dict], summary: list[dict], names: list[str]) -> list[Section]:
+def _summaries(summary: list[dict], per_degradation: list[dict]) -> list[Section]:
     out = []
     for task in ("vif", "mef", "mff"):
         rows = [r for r in summary if r["task"] == task]
         if rows:
             table = {r["method"]: {
-                "n": str(r["n"]), "PSNR_gt": r["PSNR_gt"],
-                "PSNR 95% CI": f"[{r['PSNR_lo']:.2f}, {r['PSNR_hi']:.2f}]",
-                f"Δ vs {r['vs']}": "—" if r["method"] == r["vs"] else
-                f"{r['dPSNR']:+.2f} [{r['dPSNR_lo']:+.2f}, {r['dPSNR_hi']:+.2f}]",
-                **{k: r[k] for k in SUMMARY_KEYS[1:]}} for r in rows}
+                "n": str(r["n"]), "PSNR_gt": r["PSNR_gt"], "PSNR 95% CI": _ci(r),
+                f"Δ vs {r['vs']}": _delta(r), **{k: r[k] for k in SUMMARY_KEYS[1:]}}
+                for r in rows}
             out.append(Section(f"{task.upper()}: {rows[0]['n']} samples", table=table))
-    table = {deg: {m: float(np.mean([r["PSNR_gt"] for r in rs if r["method"] == m]))
-                   for m in names} for deg, rs in _per_degradation(results).items()}
+    table: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in per_degradation:
+        table[r["degradation"]][r["method"]] = r["PSNR_gt"]
     out.append(Section("PSNR_gt (dB) per degradation type (samples containing it)",
-                       table=table))
+                       table=dict(table)))
     return out

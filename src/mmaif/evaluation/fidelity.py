@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from mmaif.classical.fusion import fuse_arrays
 from mmaif.data.images import to_rgb
 from mmaif.data.synth import render
@@ -33,3 +35,9 @@ def clean_fidelity(root: str | Path, names_file: str | None = None, model: str |
                     "gff": psnr_gt(fuse_arrays(a, b, "gff"), gt),
                     "block_model": blockiness(fused), "block_teacher": blockiness(gt)})
     return out
+
+
+def task_means(rows: list[dict], key: str = "model") -> dict[str, float]:
+    """Mean of ``key`` per task (in VIF, MEF, MFF order) over :func:`clean_fidelity` rows."""
+    return {t: float(np.mean([r[key] for r in rows if r["task"] == t]))
+            for t in ("vif", "mef", "mff") if any(r["task"] == t for r in rows)}
