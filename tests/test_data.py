@@ -53,3 +53,21 @@ def test_folder_cache_returns_identical_items(src, tmp_path):  # noqa: F811
             x, y = plain[i], cached[i]
             assert all(torch.equal(x[k], y[k]) for k in ("a", "b", "gt"))
     assert len(cached._cache) == 4
+
+
+def test_several_folders_train_as_one(src, tmp_path):  # noqa: F811
+    from mmaif.data.datasets import SynthFolders
+    from mmaif.training.trainer import TrainConfig, _dataset
+
+    for name, seed in (("d1", 1), ("d2", 2)):
+        synthesize(cfg(src, n=3, seed=seed), tmp_path / name, progress="none")
+    one = [SynthFolder(tmp_path / n, patch=32) for n in ("d1", "d2")]
+    both = _dataset(TrainConfig(data=[str(tmp_path / "d1"), str(tmp_path / "d2")], patch=32))
+    assert isinstance(both, SynthFolders) and len(both) == 6
+    both.set_epoch(3)
+    for part in one:
+        part.set_epoch(3)
+    for i in range(6):  # indices run through the folders in order; the epoch reaches each
+        x, y = both[i], one[i // 3][i % 3]
+        assert x["id"] == y["id"] and torch.equal(x["a"], y["a"])
+    assert not torch.equal(both[0]["a"], SynthFolder(tmp_path / "d1", patch=32)[0]["a"])

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 
+from mmaif.data.images import read_yaml_mapping
 from mmaif.inference.pipeline import DEFAULT_MODEL, FusionPipeline
 
 from .conftest import REPO, SAMPLES, need
@@ -24,9 +25,15 @@ def test_shipped_files_card_and_config(pipe):
     files = sorted(p.name for p in DEFAULT_MODEL.iterdir())
     assert files == ["README.md", "config.json", "model.safetensors"]
     meta = json.loads((DEFAULT_MODEL / "config.json").read_text())
-    assert meta["pipeline"] == {"tokenizer": "pixel", "text": "minilm", "objective": "reg"}
-    assert meta["training"]["preset"] == "tiny" and meta["training"]["seed"] == 0
+    assert meta["pipeline"] == {"tokenizer": "pixel", "text": "minilm"}
+    assert pipe.objective == "reg" and not meta["model"]["flow"]
+    # the recipe of scripts/train_default.sh's last stage (configs/train_default.yaml)
+    recipe = read_yaml_mapping(REPO / "configs/train_default.yaml")
+    for key in ("seed", "init_from", "prompt_dropout", "distill_weight", "max_steps"):
+        assert meta["training"][key] == recipe[key], key
+    assert meta["training"]["data"] == recipe["data"] and meta["training"]["preset"] == "tiny"
     assert pipe.model.cfg.patch == 2 and pipe.model.cfg.head == "fullres"
+    assert list(pipe.model.cfg.evidence) == recipe["model"]["evidence"]
     card = (DEFAULT_MODEL / "README.md").read_text()
     digest = hashlib.sha256((DEFAULT_MODEL / "model.safetensors").read_bytes()).hexdigest()
     assert digest in card  # the card describes these very weights

@@ -11,7 +11,8 @@ from mmaif.cli.common import add_out
 def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train the fusion model (also under torchrun)")
     t.add_argument("--config", help="YAML training config (keys of TrainConfig + model:)")
-    t.add_argument("--data", help="a `mmaif synth` output folder")
+    t.add_argument("--data", action="append", help="a `mmaif synth` output folder "
+                   "(repeatable: the folders' samples are used together)")
     t.add_argument("--src", action="append", help="clean pair roots, synthesized on the fly")
     add_out(t, "run folder (checkpoints, logs, samples)")
     t.add_argument("--objective", choices=("reg", "flow"))
@@ -40,7 +41,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mmaif.training.trainer import TrainConfig, load_train_config, train
 
     cfg = load_train_config(args.config) if args.config else TrainConfig()
-    simple = {"data": args.data, "out": args.out, "objective": args.objective,
+    data = args.data[0] if args.data and len(args.data) == 1 else args.data
+    simple = {"data": data, "out": args.out, "objective": args.objective,
               "preset": args.preset, "max_steps": args.max_steps, "tokenizer": args.tokenizer,
               "text": args.text, "src": args.src, "init_from": args.init_from,
               "compile": args.compile}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from mmaif.data.degrade.depth import make_depth_estimator
 from mmaif.data.images import read_image, resize_to
@@ -113,3 +113,12 @@ class SynthFolder(Dataset):
                 self._cache[i] = {k: np.round(v * 255).astype(np.uint8)
                                   for k, v in images.items()}
         return _item(row, images, self.patch, self.channels, self.epoch)
+
+
+class SynthFolders(ConcatDataset):
+    """Several ``mmaif synth`` folders as one dataset (indices run through them in order);
+    ``set_epoch`` reaches each folder, so patches follow the epoch as with one."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.datasets:
+            part.set_epoch(epoch)

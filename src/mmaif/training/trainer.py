@@ -45,7 +45,7 @@ from mmaif.model.dit import DiTConfig, FusionDiT, make_config
 class TrainConfig:
     """Training settings; YAML files hold these keys plus ``model:`` (preset + overrides)."""
 
-    data: str | None = None           # a `mmaif synth` folder
+    data: str | list[str] | None = None  # one or more `mmaif synth` folders
     src: list[str] = field(default_factory=list)  # or clean pair roots, synthesized on the fly
     out: str = "runs/mmaif"
     objective: str = "reg"            # reg | flow
@@ -266,14 +266,17 @@ def _dist() -> tuple[int, int, int]:
 
 
 def _dataset(cfg: TrainConfig):
-    from mmaif.data.datasets import SynthDataset, SynthFolder
+    from mmaif.data.datasets import SynthDataset, SynthFolder, SynthFolders
     from mmaif.data.synth import SynthConfig
 
     if cfg.data:
-        if not (Path(cfg.data) / "manifest.jsonl").is_file():
-            raise InputError(f"{cfg.data}: no manifest.jsonl; --data takes a `mmaif synth` "
-                             "output folder")
-        return SynthFolder(cfg.data, patch=cfg.patch, cache=cfg.cache)
+        folders = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
+        for folder in folders:
+            if not (Path(folder) / "manifest.jsonl").is_file():
+                raise InputError(f"{folder}: no manifest.jsonl; --data takes a `mmaif synth` "
+                                 "output folder")
+        parts = [SynthFolder(f, patch=cfg.patch, cache=cfg.cache) for f in folders]
+        return parts[0] if len(parts) == 1 else SynthFolders(parts)
     return SynthDataset(SynthConfig(tasks=["vif", "mef", "mff"], sources=list(cfg.src),
                                     n=cfg.onthefly_n, seed=cfg.seed), patch=cfg.patch)
 
@@ -422,8 +425,8 @@ def _sample_grid(path: Path, batch: dict, pred: torch.Tensor) -> None:
 
 # what a resume may change (applied and printed): where the run stops, where its folder and its
 # data now are, and settings that do not change the numbers
-RESUME_MAY_CHANGE = ("max_steps", "out", "data", "src", "workers", "log_every", "keep_last",
-                     "compile", "save_every", "sample_every")
+RESUME_MAY_CHANGE = ("max_steps", "out", "data", "src", "workers", "cache", "log_every",
+                     "keep_last", "compile", "save_every", "sample_every")
 
 
 def _resumed_config(cfg: TrainConfig, saved: TrainConfig, given: set[str] | None,
@@ -476,6 +479,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     cfg.check()
     rank, world, local = _dist()
     device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # subnormal floats are slow on x86 CPUs; train as GPUs do
     per_micro = cfg.batch // (world * cfg.accum)
     if per_micro * world * cfg.accum != cfg.batch:
         raise UsageError(f"--batch {cfg.batch} must be a multiple of processes x accum "
