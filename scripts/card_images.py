@@ -3,8 +3,8 @@ an older default, on degraded dev samples written by the card's `mmaif eval` com
 
     python scripts/card_images.py --eval eval_dev --old OLD_DEFAULT [--out docs/default_model]
 
-OLD_DEFAULT_FOLDER: a saved pipeline folder of the previous default, e.g. from
-`git worktree add /tmp/old 7056b69` -> /tmp/old/src/mmaif/weights/default.
+OLD_DEFAULT: a saved pipeline folder of the previous default, e.g. after
+`git worktree add OLD_TREE 7056b69`: OLD_TREE/src/mmaif/weights/default.
 The samples are chosen by a fixed rule, not by their look: per task, the first sample (repeat 0)
 of the first dev pair that is not LLVIP (whose terms forbid derivative works outside research).
 Writes OUT/noprompt.jpg (a, b, old, new, GT per row; the fused images are made in a temporary
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from mmaif.data.images import atomic_write_bytes, encode_image, read_image, resize_to, to_rgb
 
 CELL = 256
 
@@ -42,11 +44,12 @@ def fuse(task: str, a: Path, b: Path, out: Path, model: str | None) -> None:
     subprocess.run(cmd, check=True)
 
 
-def cell(path: Path, label: str) -> Image.Image:
-    im = Image.open(path).convert("RGB")
-    im = im.resize((CELL, round(im.height * CELL / im.width)), Image.Resampling.LANCZOS)
+def cell(path: Path, label: str) -> np.ndarray:
+    img = to_rgb(read_image(path).data)
+    img = resize_to(img, (CELL, round(img.shape[0] * CELL / img.shape[1])))
+    im = Image.fromarray(np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8))
     ImageDraw.Draw(im).text((4, 4), label, fill=(255, 255, 0))
-    return im
+    return np.asarray(im, np.float32) / 255
 
 
 def main() -> None:
@@ -61,9 +64,7 @@ def main() -> None:
         rows = sheet_rows(ev, Path(tmp), args.old)
     width = max(r.shape[1] for r in rows)
     sheet = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows])
-    tmp = out / ".noprompt.tmp.jpg"
-    Image.fromarray(sheet).save(tmp, quality=90)
-    tmp.replace(out / "noprompt.jpg")
+    atomic_write_bytes(out / "noprompt.jpg", encode_image(sheet, ".jpg", quality=90))
 
 
 def sheet_rows(ev: Path, out: Path, old: str) -> list[np.ndarray]:
@@ -76,7 +77,7 @@ def sheet_rows(ev: Path, out: Path, old: str) -> list[np.ndarray]:
         print(f"{task}: {r['pair']} ({r['degradations']})")
         cells = [cell(a, "a"), cell(b, "b"), cell(out / f"{task}_old.png", "old default"),
                  cell(out / f"{task}_new.png", "new default"), cell(gt, "GT")]
-        rows.append(np.concatenate([np.asarray(c) for c in cells], axis=1))
+        rows.append(np.concatenate(cells, axis=1))
     return rows
 
 
