@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from mmaif.classical.filters import guided_filter
 from mmaif.classical.fusion import fuse_arrays
+from mmaif.data.degrade.names import names_from_ops
 from mmaif.data.degrade.ops import OPS
 
 
@@ -107,8 +108,17 @@ def restore(img: np.ndarray, names: list[str]) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
+def candidates(a: np.ndarray, b: np.ndarray, names: dict[str, list[str]],
+               teacher: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The classical candidates of a pair: each input restored from the degradations named for
+    it (``names = {"a": [...], "b": [...]}``; an input with none is returned as it is), and,
+    with a ``teacher`` method, the teacher's fusion of the two (what ``two-stage`` outputs)."""
+    fa = restore(a, names.get("a", [])) if names.get("a") else np.asarray(a, np.float32)
+    fb = restore(b, names.get("b", [])) if names.get("b") else np.asarray(b, np.float32)
+    return fa, fb, (fuse_arrays(fa, fb, teacher) if teacher else None)
+
+
 def two_stage(a: np.ndarray, b: np.ndarray, ops: list[dict], method: str = "gff") -> np.ndarray:
     """Restore each input from the degradations applied to it, then fuse with ``method`` (the
     task's teacher in ``mmaif eval``)."""
-    on = {k: [o["name"] for o in ops if o["target"] in (k, "both")] for k in ("a", "b")}
-    return fuse_arrays(restore(a, on["a"]), restore(b, on["b"]), method)
+    return candidates(a, b, names_from_ops(ops), method)[2]

@@ -61,6 +61,16 @@ def _rgb_tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None] * 2 - 1
 
 
+def _cut(cands: dict, box: tuple[int, int, int, int]) -> dict:
+    """The candidates of one tile (``box`` = y0, y1, x0, x1)."""
+    y0, y1, x0, x1 = box
+
+    def cut(x):
+        return None if x is None else x[..., y0:y1, x0:x1]
+    return {"fixes": None if cands["fixes"] is None else [cut(x) for x in cands["fixes"]],
+            "teacher": cut(cands["teacher"])}
+
+
 def _ramp(n: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
     w = torch.ones(n)
     if overlap > 0:
@@ -201,13 +211,40 @@ class FusionPipeline:
         return folder
 
     # ----------------------------------------------------------------------- fusion
+    @property
+    def uses_candidates(self) -> bool:
+        """Whether the model's head gates classical candidates (fixes, the teacher's fusion)."""
+        return self.model.cfg.fix_gates or self.model.cfg.teacher_gate
+
+    def candidates(self, a: np.ndarray, b: np.ndarray, prompt: str | None,
+                   task: str | None) -> dict[str, torch.Tensor] | None:
+        """The classical candidates this model reads, for arrays in [0, 1]: the fixes of the
+        degradations ``prompt`` names (:func:`~mmaif.data.degrade.names.named_degradations`)
+        and the task's teacher on them (GFF when the task is unknown), as (1, 3, H, W) tensors
+        in [-1, 1]; None for a model without gates."""
+        if not self.uses_candidates:
+            return None
+        from mmaif.classical.restore import candidates
+        from mmaif.data.degrade.names import named_degradations
+        from mmaif.data.teachers import DEFAULT_TEACHERS
+
+        names = named_degradations(prompt, task)
+        fa, fb, ts = candidates(a, b, names, DEFAULT_TEACHERS.get(task, "gff")
+                                if self.model.cfg.teacher_gate else None)
+        return {"fixes": [_rgb_tensor(fa), _rgb_tensor(fb)],
+                "teacher": None if ts is None else _rgb_tensor(ts)}
+
     @torch.no_grad()
     def _run(self, a: torch.Tensor, b: torch.Tensor, pooled: torch.Tensor, steps: int,
              sampler: str, shift: float, seed: int, init: torch.Tensor | None = None,
-             t0: float = 1.0) -> torch.Tensor:
+             t0: float = 1.0, cands: dict | None = None) -> torch.Tensor:
         m = self.c.tok.f * self.model.cfg.patch
         a, size = pad_to_multiple(a.to(self.device), m)
         b, _ = pad_to_multiple(b.to(self.device), m)
+        if cands is not None:
+            def pad(x):
+                return None if x is None else pad_to_multiple(x.to(self.device), m)[0]
+            cands = {"fixes": [pad(x) for x in cands["fixes"]], "teacher": pad(cands["teacher"])}
         # bf16 autocast on CUDA (the tokenizers decode in float); fp32 elsewhere
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             if self.objective == "flow":
@@ -217,18 +254,21 @@ class FusionPipeline:
                 out = self.c.sample_flow(self.net, a, b, pooled, steps, sampler, shift, seed,
                                          start=start, t0=t0 if init is not None else 1.0)
             else:
-                out = self.c.regress(self.net, a, b, pooled)[0]
+                out = self.c.regress(self.net, a, b, pooled, cands)[0]
         return crop_to(out, size).float().cpu()
 
     def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, prompt: str, steps: int = 8,
                      sampler: str = "euler", shift: float = 1.0, seed: int = 0,
                      tile: int = 512, overlap: int = 64, tile_threshold: int = 1024 * 1024,
-                     init: torch.Tensor | None = None, t0: float = 0.5) -> torch.Tensor:
-        """(1, 3, H, W) in [-1, 1] -> fused (1, 3, H, W) in [-1, 1], tiled when large."""
+                     init: torch.Tensor | None = None, t0: float = 0.5,
+                     cands: dict | None = None) -> torch.Tensor:
+        """(1, 3, H, W) in [-1, 1] -> fused (1, 3, H, W) in [-1, 1], tiled when large.
+        ``cands``: the classical candidates of the whole images (:meth:`candidates`), for a
+        model whose head gates them."""
         pooled = self.c.text.encode([prompt])[2].to(self.device)
         h, w = a.shape[-2:]
         if h * w <= tile_threshold:
-            return self._run(a, b, pooled, steps, sampler, shift, seed, init, t0)
+            return self._run(a, b, pooled, steps, sampler, shift, seed, init, t0, cands)
         m = self.c.tok.f * self.model.cfg.patch
         tile = max(m, tile // m * m)
         overlap = min(max(0, overlap // m * m), tile // 2)
@@ -242,8 +282,9 @@ class FusionPipeline:
                 y1, x1 = min(y + tile, h), min(x + tile, w)
                 y0, x0 = max(0, y1 - tile), max(0, x1 - tile)  # full-size tiles at the edges
                 crop = None if init is None else init[..., y0:y1, x0:x1]
+                tile_cands = None if cands is None else _cut(cands, (y0, y1, x0, x1))
                 pred = self._run(a[..., y0:y1, x0:x1], b[..., y0:y1, x0:x1], pooled, steps,
-                                 sampler, shift, seed, crop, t0)
+                                 sampler, shift, seed, crop, t0, tile_cands)
                 wy = _ramp(y1 - y0, overlap, y0 == 0, y1 == h)
                 wx = _ramp(x1 - x0, overlap, x0 == 0, x1 == w)
                 wt = (wy[:, None] * wx[None, :])[None, None]
@@ -269,7 +310,8 @@ class FusionPipeline:
         prompt = default_prompt(task) if prompt is None else prompt  # "" stays empty
         init = None if refine is None else _rgb_tensor(_as_array(refine))
         fused = self.fuse_tensors(_rgb_tensor(xa), _rgb_tensor(xb), prompt, steps, sampler,
-                                  shift, seed, init=init, t0=t0, **tiling)
+                                  shift, seed, init=init, t0=t0,
+                                  cands=self.candidates(xa, xb, prompt, task), **tiling)
         img = ((fused[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
         if xa.ndim == 2 and xb.ndim == 2:
             img = to_gray(img.astype(np.float64)).astype(np.float32)

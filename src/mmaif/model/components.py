@@ -12,7 +12,7 @@ import torch
 
 from mmaif.errors import InputError
 from mmaif.model import flow
-from mmaif.model.dit import FusionDiT, fullres_output, latent_output
+from mmaif.model.dit import FusionDiT, fullres_parts, latent_output
 
 CKPT_FILES = ("model.safetensors", "ema.safetensors", "optim.safetensors", "rng.safetensors")
 
@@ -31,15 +31,29 @@ class Components:
     def condition(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.tok.encode(a), self.tok.encode(b)], dim=1)
 
-    def regress(self, net, a, b, pooled) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """One regression pass -> (image in [-1, 1], latent or None, aux); with the fullres
-        head, aux['blend_logits'] holds the blend-weight logits on the token grid."""
-        cond = self.condition(a, b)
-        out, aux = net(cond, pooled, images=[a, b])
+    def regress(self, net, a, b, pooled, cands: dict | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """One regression pass -> (image in [-1, 1], latent or None, aux). ``cands`` holds the
+        classical candidates the model's gates read (``fixes``: [fix(a), fix(b)], ``teacher``:
+        the teacher's fusion of the fixes; images like a and b), required when the model has
+        fix / teacher gates. With the fullres head, aux['logits'] holds the head's channels
+        after the residual on the token grid (blend logits, gate logits, tone) and
+        aux['parts'] what :func:`fullres_parts` made the image of."""
         cfg = self.model.cfg
+        fixes = teacher = None
+        if cfg.fix_gates or cfg.teacher_gate:
+            if cands is None:
+                raise ValueError("this model fuses with classical candidates: pass cands="
+                                 "{'fixes': [fa, fb], 'teacher': ts} (see candidate_tensors)")
+            fixes = cands["fixes"] if cfg.fix_gates else None
+            teacher = cands["teacher"] if cfg.teacher_gate else None
+        images = [a, b] + (fixes or []) + ([teacher] if teacher is not None else [])
+        cond = self.condition(a, b)
+        out, aux = net(cond, pooled, images=images)
         if cfg.head == "fullres":
-            aux["blend_logits"] = out[:, cfg.latent_channels:]
-            return fullres_output(out, [a, b], self.tok.f), None, aux
+            aux["logits"] = out[:, cfg.latent_channels:]
+            aux["parts"] = fullres_parts(out, [a, b], self.tok.f, fixes, teacher, cfg.tone)
+            return aux["parts"]["out"], None, aux
         lat = latent_output(out, cond, cfg)
         return self.tok.decode(lat), lat, aux
 

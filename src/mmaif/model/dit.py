@@ -61,6 +61,10 @@ class DiTConfig:
     stem: int = 0                   # width of a learned full-res conv stem per input (0: off)
     stem_maps: int = 4              # maps the stem outputs per input
     evidence_f: int = 8             # space-to-depth factor (= the tokenizer's f)
+    # classical candidates in the fullres head (zero-initialised: a warm start is exact)
+    fix_gates: bool = False         # per input, a gate toward its classical fix
+    teacher_gate: bool = False      # a gate toward the teacher's fusion of the fixes
+    tone: bool = False              # per cell, a gain per input and channel, an offset per channel
 
     def __post_init__(self):
         self.ape_grid = tuple(self.ape_grid)
@@ -81,12 +85,35 @@ class DiTConfig:
         if self.flow and self.head == "fullres":
             raise InputError("config: the fullres head predicts images, not velocities; use "
                              "head: latent with flow")
+        if (self.fix_gates or self.teacher_gate or self.tone) and self.head != "fullres":
+            raise InputError("config: fix_gates / teacher_gate / tone belong to the fullres "
+                             "head; use head: fullres")
         if not 1 <= self.top_k <= self.n_experts:
             raise InputError("config: top_k must be in 1..n_experts")
 
+    def head_channels(self) -> list[str]:
+        """What each output channel is, in order: the residual latent, then (fullres) the blend
+        logits, the fix gates, the teacher gate, the tone gains (per input, RGB) and offsets."""
+        if self.head != "fullres":
+            return ["residual"] * self.latent_channels
+        n = self.n_inputs
+        return (["residual"] * self.latent_channels + ["blend"] * n + ["fix"] * n * self.fix_gates
+                + ["teacher"] * self.teacher_gate + ["gain"] * 3 * n * self.tone
+                + ["offset"] * 3 * self.tone)
+
     @property
     def out_channels(self) -> int:
-        return self.latent_channels + (self.n_inputs if self.head == "fullres" else 0)
+        return len(self.head_channels())
+
+    def image_kinds(self) -> list[str]:
+        """The full-resolution images the model reads, in order: the inputs, their fixes, the
+        teacher's fusion of the fixes."""
+        return (["input"] * self.n_inputs + ["fix"] * self.n_inputs * self.fix_gates
+                + ["teacher"] * self.teacher_gate)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_kinds())
 
     @property
     def in_channels(self) -> int:
@@ -178,7 +205,8 @@ class Evidence(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(3, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, w, 3, padding=1), nn.GELU(),
             nn.Conv2d(w, cfg.stem_maps, 3, padding=1)) if w else None
-        k = cfg.evidence_maps * cfg.n_inputs * cfg.evidence_f ** 2
+        self.n_images = cfg.n_images
+        k = cfg.evidence_maps * cfg.n_images * cfg.evidence_f ** 2
         self.embed = nn.Conv2d(k, cfg.dim, cfg.patch, stride=cfg.patch)
         self.register_buffer("luma", torch.tensor(RGB2GRAY, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
@@ -206,6 +234,9 @@ class Evidence(nn.Module):
         return torch.cat([maps[n] for n in self.names], dim=1)
 
     def forward(self, images: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
+        if len(images) != self.n_images:
+            raise ValueError(f"evidence: {len(images)} images given, the model reads "
+                             f"{self.n_images} (inputs, then their fixes, then the teacher's)")
         feats = []
         for x in images:  # each (B, 3, H, W) in [-1, 1]
             if x.shape[-2] != grid[0] * self.f or x.shape[-1] != grid[1] * self.f:
@@ -480,7 +511,7 @@ class FusionDiT(nn.Module):
         if self.evidence is not None:
             if images is None:
                 raise ValueError("this model reads evidence from the full-resolution inputs: "
-                                 "pass images=[a, b]")
+                                 "pass images=[a, b, ...]")
             x = x + self.evidence(images, (hh, ww)).to(x.dtype)
         c = self.text(text.to(x.dtype))
         if self.time is not None:
@@ -513,6 +544,58 @@ class FusionDiT(nn.Module):
         return {"total": total, "active_per_token": total - idle}
 
 
+    def adapt_state(self, state: dict[str, torch.Tensor],
+                    source: DiTConfig | None = None) -> dict[str, torch.Tensor]:
+        """A state dict of a model (config ``source``) without some of this model's
+        zero-initialised paths, made to fit it: output channels the source lacks (fix / teacher
+        gates, tone; matched by :meth:`DiTConfig.head_channels`, in each patch position) and
+        evidence channels of images it did not read (matched by :meth:`DiTConfig.image_kinds`)
+        keep this model's zero init, so the result computes what the source computed. Without
+        ``source``, the source's channels are taken to be a prefix of this model's."""
+        own, out = self.state_dict(), dict(state)
+        p, new = self.cfg.patch, self.cfg.head_channels()
+        for key in ("out.weight", "out.bias"):
+            src = state.get(key)
+            if src is None or src.shape == own[key].shape or src.shape[0] % (p * p):
+                continue
+            c_old = src.shape[0] // (p * p)
+            old = source.head_channels() if source is not None else new[:c_old]
+            if len(old) != c_old:
+                continue
+            index = _match_kinds(old, new)
+            if index is None:
+                continue  # the source has channels this model lacks: left for the caller
+            pad = own[key].detach().clone().view(p, p, len(new), *own[key].shape[1:])
+            pad[:, :, index] = src.view(p, p, c_old, *src.shape[1:])
+            out[key] = pad.view_as(own[key])
+        key = "evidence.embed.weight"
+        src = state.get(key)
+        if src is not None and key in own and src.shape != own[key].shape:
+            per = self.cfg.evidence_maps * self.cfg.evidence_f ** 2   # channels per image
+            new_k = self.cfg.image_kinds()
+            old_k = source.image_kinds() if source is not None else new_k[:src.shape[1] // per]
+            index = _match_kinds(old_k, new_k)
+            if index is not None and len(old_k) * per == src.shape[1]:
+                pad = own[key].detach().clone()
+                for j_old, j_new in enumerate(index):
+                    pad[:, j_new * per:(j_new + 1) * per] = src[:, j_old * per:(j_old + 1) * per]
+                out[key] = pad
+        return out
+
+
+def _match_kinds(old: list[str], new: list[str]) -> list[int] | None:
+    """Where each of ``old``'s entries goes in ``new``: the k-th of a kind to the k-th of the
+    same kind; None when ``new`` lacks one."""
+    index, seen = [], {}
+    for name in old:
+        k = seen[name] = seen.get(name, -1) + 1
+        where = [i for i, nm in enumerate(new) if nm == name]
+        if k >= len(where):
+            return None
+        index.append(where[k])
+    return index
+
+
 # ------------------------------------------------------------------- output composition
 def latent_output(out: torch.Tensor, cond: torch.Tensor, cfg: DiTConfig) -> torch.Tensor:
     """Regression with the 'latent' head: the predicted latent, as a correction of the mean of
@@ -524,19 +607,66 @@ def latent_output(out: torch.Tensor, cond: torch.Tensor, cfg: DiTConfig) -> torc
 
 
 # --------------------------------------------------------------- full-resolution head
-def fullres_output(pred: torch.Tensor, inputs: list[torch.Tensor], f: int) -> torch.Tensor:
-    """Image from a 'fullres' prediction (B, z + n, h, w) and the full-resolution inputs
-    (each (B, C, h*f, w*f), in [-1, 1]): softmax weights on the token grid, upsampled
-    bilinearly, blend the inputs; the first z channels, pixel-shuffled, add a residual
-    correction for what blending cannot fix (noise, haze, blur). At init (pred = 0) this is
-    the mean of the inputs."""
+def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
+                  fixes: list[torch.Tensor] | None = None,
+                  teacher: torch.Tensor | None = None, tone: bool = False
+                  ) -> dict[str, torch.Tensor]:
+    """Image from a 'fullres' prediction (B, out_channels, h, w; channels as
+    :meth:`DiTConfig.head_channels`) and the full-resolution inputs (each (B, C, h*f, w*f), in
+    [-1, 1]), with what it is made of:
+
+    - ``restored``: each input moved toward its classical fix (``fixes``) by a gate in [0, 1]
+      (``r = clamp(logit, 0, 1)``, on the token grid, upsampled bilinearly);
+    - with ``tone``: each restored input times (1 + its gain), per cell and channel
+      (HDRNet-like local affine; Gharbi et al. 2017), and an offset per channel added after the
+      blend;
+    - ``base``: softmax blend weights (``weights``) over those, plus the first z channels
+      pixel-shuffled as a residual for what blending cannot fix;
+    - ``out``: ``base`` moved toward the teacher's fusion of the fixes (``teacher``) by a gate.
+
+    Gates and gains multiply the full-resolution images: a contrast stretch or dehazing that a
+    192-number token could not carry pixel by pixel is selected, not regressed. With the new
+    channels at zero this is the blend of the inputs plus the residual (the head without
+    them); at pred = 0 it is the inputs' mean."""
     n = len(inputs)
-    z = pred.shape[1] - n
+    k_fix, k_t, k_tone = (n if fixes is not None else 0), int(teacher is not None), 3 * n + 3
+    z = pred.shape[1] - n - k_fix - k_t - (k_tone if tone else 0)
     size = inputs[0].shape[-2:]
-    weights = F.interpolate(pred[:, z:].float(), size=size, mode="bilinear",
-                            align_corners=False).softmax(dim=1).to(inputs[0].dtype)
-    blend = sum(weights[:, i:i + 1] * inputs[i] for i in range(n))
-    return blend + F.pixel_shuffle(pred[:, :z], f)
+
+    def up(t):
+        return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False)
+
+    dt = inputs[0].dtype
+    parts = {"weights": up(pred[:, z:z + n]).softmax(dim=1).to(dt)}
+    restored = list(inputs)
+    if fixes is not None:
+        gates = up(pred[:, z + n:z + 2 * n]).clamp(0, 1).to(dt)
+        restored = [x + gates[:, i:i + 1] * (fx - x)
+                    for i, (x, fx) in enumerate(zip(inputs, fixes, strict=True))]
+        parts["fix_gates"] = gates
+    w = parts["weights"]
+    toned = restored
+    offset = 0
+    if tone:
+        c0 = z + n + k_fix + k_t
+        gains = up(pred[:, c0:c0 + 3 * n]).to(dt)
+        toned = [x * (1 + gains[:, 3 * i:3 * i + 3]) for i, x in enumerate(restored)]
+        offset = up(pred[:, c0 + 3 * n:c0 + k_tone]).to(dt)
+        parts.update(gains=gains, offset=offset)
+    base = sum(w[:, i:i + 1] * toned[i] for i in range(n)) + offset \
+        + F.pixel_shuffle(pred[:, :z], f)
+    parts.update(restored=restored, base=base, out=base)
+    if teacher is not None:
+        s = up(pred[:, z + n + k_fix:z + n + k_fix + 1]).clamp(0, 1).to(base.dtype)
+        parts.update(teacher_gate=s, out=base + s * (teacher - base))
+    return parts
+
+
+def fullres_output(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
+                   fixes: list[torch.Tensor] | None = None,
+                   teacher: torch.Tensor | None = None, tone: bool = False) -> torch.Tensor:
+    """The image of :func:`fullres_parts`."""
+    return fullres_parts(pred, inputs, f, fixes, teacher, tone)["out"]
 
 
 # ------------------------------------------------------------------ presets and I/O

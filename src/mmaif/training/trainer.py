@@ -141,18 +141,27 @@ def fusion_loss(pred: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
     return total
 
 
+def gate_targets(d: torch.Tensor, resid: torch.Tensor, f: int,
+                 min_diff: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares gate per f x f block for an output that is linear in it,
+    ``y = rest + g * d``: the g in [0, 1] that brings y closest to the GT (``resid = gt -
+    rest``), and a mask of the blocks where ``d`` is large enough (RMS > ``min_diff``, [-1, 1]
+    units) for g to matter. Images (B, C, H, W), H and W multiples of f -> (B, H/f, W/f)."""
+    d, e = d.float(), resid.float()
+    num = F.avg_pool2d((d * e).sum(1, keepdim=True), f)
+    den = F.avg_pool2d((d * d).sum(1, keepdim=True), f)
+    g = (num / den.clamp_min(1e-12)).clamp(0, 1)
+    mask = (den / d.shape[1]).sqrt() > min_diff
+    return g[:, 0], mask[:, 0].float()
+
+
 def blend_targets(a: torch.Tensor, b: torch.Tensor, gt: torch.Tensor, f: int,
                   min_diff: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares blend weight of ``a`` per f x f block: the w in [0, 1] that makes
     w * a + (1 - w) * b closest to ``gt`` (the teacher), and a mask of the blocks where the
-    inputs differ enough (RMS > ``min_diff``) for the weight to matter. Images (B, C, H, W)
-    with H, W multiples of f -> target and mask (B, H/f, W/f)."""
-    d, e = (a - b).float(), (gt - b).float()
-    num = F.avg_pool2d((d * e).sum(1, keepdim=True), f)
-    den = F.avg_pool2d((d * d).sum(1, keepdim=True), f)
-    w = (num / den.clamp_min(1e-12)).clamp(0, 1)
-    mask = (den / d.shape[1]).sqrt() > min_diff
-    return w[:, 0], mask[:, 0].float()
+    inputs differ enough (RMS > ``min_diff``) for the weight to matter (:func:`gate_targets`
+    with d = a - b)."""
+    return gate_targets(a - b, gt - b, f, min_diff)
 
 
 def distill_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -162,18 +171,88 @@ def distill_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
     return ((w - target).abs() * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def gate_distill_loss(logit: torch.Tensor, target: torch.Tensor,
+                      mask: torch.Tensor) -> torch.Tensor:
+    """Masked L1 between a gate's raw logit (B, h, w) and its :func:`gate_targets`; on the raw
+    logit, so a gate clamped at 0 or 1 is still pulled back into range."""
+    return ((logit.float() - target).abs() * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def tone_targets(us: list[torch.Tensor], keep: torch.Tensor | float, resid: torch.Tensor,
+                 f: int, ridge: float = 0.01) -> torch.Tensor:
+    """Ridge least-squares tone per f x f block and channel for an output that is affine in
+    it, ``y = rest + sum_i g_i * u_i + keep * o`` (``us``: each input's share of the output,
+    (B, C, H, W)): the gains g_i and offset o that bring y closest to the GT (``resid = gt -
+    rest``), shrunk toward 0 (no change) by ``ridge`` (in squared [-1, 1] units per pixel).
+    Returns (B, C, n + 1, H/f, W/f): the n gains, then the offset."""
+    keep = torch.as_tensor(keep, dtype=torch.float32, device=resid.device).expand_as(resid)
+    feats = [u.float() for u in us] + [keep.float()]
+    k = len(feats)
+    a = torch.stack([torch.stack([F.avg_pool2d(fi * fj, f) for fj in feats], -1)
+                     for fi in feats], -2)                          # (B, C, h, w, k, k)
+    rhs = torch.stack([F.avg_pool2d(fi * resid.float(), f) for fi in feats], -1)
+    a = a + ridge * torch.eye(k, device=a.device)
+    theta = torch.linalg.solve(a, rhs[..., None])[..., 0]           # (B, C, h, w, k)
+    return theta.permute(0, 1, 4, 2, 3)
+
+
+def head_distill(parts: dict, logits: torch.Tensor, gt: torch.Tensor, f: int,
+                 min_diff: float) -> dict[str, torch.Tensor]:
+    """Distillation terms of the fullres head, each toward least-squares targets given the
+    head's other (detached) outputs: blend weights over the restored inputs, each fix gate,
+    the teacher gate, the tone (ridge). ``logits``: the head's channels after the residual, in
+    :meth:`DiTConfig.head_channels` order."""
+    restored = [x.detach() for x in parts["restored"]]
+    n = len(restored)
+    target, mask = blend_targets(restored[0], restored[1], gt, f, min_diff)
+    terms = {"distill": distill_loss(logits[:, :n], target, mask)}
+    base, out = parts["base"].detach(), parts["out"].detach()
+    w = parts["weights"].detach()
+    keep = 1 - parts["teacher_gate"].detach() if "teacher_gate" in parts else 1
+    i_teacher = n + (n if "fix_gates" in parts else 0)
+    if "fix_gates" in parts:
+        gain = [1 + parts["gains"][:, 3 * i:3 * i + 3].detach() for i in range(n)] \
+            if "gains" in parts else [1] * n
+        for i, name in enumerate(("a", "b")[:n]):
+            # out = rest + r_i * d: the restored input's share of the blend (after its tone),
+            # times what the teacher gate leaves of the blend
+            d = keep * w[:, i:i + 1] * gain[i] * (parts["fixes"][i] - parts["inputs"][i])
+            rest = out - parts["fix_gates"][:, i:i + 1].detach() * d
+            t, m = gate_targets(d, gt - rest, f, min_diff)
+            terms[f"distill_fix_{name}"] = gate_distill_loss(logits[:, n + i], t, m)
+    if "teacher_gate" in parts:
+        t, m = gate_targets(parts["teacher"] - base, gt - base, f, min_diff)
+        terms["distill_teacher"] = gate_distill_loss(logits[:, i_teacher], t, m)
+    if "gains" in parts:
+        c0 = i_teacher + int("teacher_gate" in parts)
+        gains, offset = parts["gains"].detach(), parts["offset"].detach()
+        us = [keep * w[:, i:i + 1] * restored[i] for i in range(n)]
+        rest = out - sum(gains[:, 3 * i:3 * i + 3] * us[i] for i in range(n)) - keep * offset
+        theta = tone_targets(us, keep, gt - rest, f)              # (B, 3, n + 1, h, w)
+        pred = torch.cat([logits[:, c0:c0 + 3 * n].unflatten(1, (n, 3)).transpose(1, 2),
+                          logits[:, c0 + 3 * n:c0 + 3 * n + 3, None]], dim=2)
+        terms["distill_tone"] = (pred.float() - theta).abs().mean()
+    return terms
+
+
 def warm_start(model: FusionDiT, path: str | Path) -> int:
     """Load the weights of a saved pipeline folder or a run folder (its EMA) into ``model``.
     Parameters the source lacks must belong to zero-initialised paths added since (the
-    evidence path), so the warm-started model computes what the source computed. Returns the
-    number of tensors loaded."""
+    evidence path; gate and tone channels of the head and evidence of the candidates, padded
+    by :meth:`FusionDiT.adapt_state`), so the warm-started model computes what the source
+    computed. Returns the number of tensors loaded."""
     from safetensors.torch import load_file
 
     p = Path(path)
     if (p / "model.safetensors").is_file():
         state = load_file(str(p / "model.safetensors"))
+        try:
+            source = json.loads((p / "config.json").read_text())["model"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            source = None
     else:
-        state = load_run_weights(p)[2]
+        source, _, state = load_run_weights(p)
+    state = model.adapt_state(state, DiTConfig.from_dict(source) if source else None)
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("evidence.")]
     extra = [k for k in state if k not in own]
@@ -284,10 +363,12 @@ def _dataset(cfg: TrainConfig):
 class _EpochIndexed(torch.utils.data.Dataset):
     """Items addressed by (epoch, index): each DataLoader worker (persistent or not) sets its
     own copy's epoch from the key, so random patches follow the epoch exactly as without
-    workers. Items are pure functions of (seed, epoch, index): worker seeds play no part."""
+    workers. Items are pure functions of (seed, epoch, index): worker seeds play no part.
+    Prompt dropout and the classical candidates (for a model with gates) are added here, in
+    the workers, so the candidates follow the prompt the model will see."""
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, dataset, cfg: TrainConfig | None = None, candidates: bool = False):
+        self.dataset, self.cfg, self.candidates = dataset, cfg, candidates
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -296,7 +377,36 @@ class _EpochIndexed(torch.utils.data.Dataset):
         epoch, i = key
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
-        return key, self.dataset[i]
+        item = self.dataset[i]
+        if self.cfg is not None:
+            drop_prompts([item], [i], self.cfg, epoch)
+        if self.candidates:
+            add_candidates(item)
+        return key, item
+
+
+def _array(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W) when its channels are equal (a replicated gray image, as
+    the datasets give), else (H, W, C): the classical methods' colour policy needs the gray."""
+    if x.shape[0] == 3 and torch.equal(x[0], x[1]) and torch.equal(x[0], x[2]):
+        return x[0].numpy()
+    return x.permute(1, 2, 0).numpy()
+
+
+def add_candidates(item: dict) -> dict:
+    """``item['fa'], item['fb'], item['ts']``: the classical fixes of the degradations the
+    item's prompt names, and the item's teacher on them (:func:`mmaif.classical.restore.
+    candidates`, what ``FusionPipeline`` computes at inference), as (3, H, W) in [0, 1]."""
+    from mmaif.classical.restore import candidates
+    from mmaif.data.degrade.names import named_degradations
+
+    names = named_degradations(item["prompt"], item.get("task"))
+    fa, fb, ts = candidates(_array(item["a"]), _array(item["b"]), names,
+                            item.get("teacher") or "gff")
+    for key, x in (("fa", fa), ("fb", fb), ("ts", ts)):
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        item[key] = t[None].repeat(3, 1, 1) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
+    return item
 
 
 class _MicroBatches(torch.utils.data.Sampler):
@@ -325,20 +435,21 @@ def _keys_and_items(pairs: list) -> tuple[list, list]:
 
 
 def make_loader(dataset, cfg: TrainConfig, rank: int, world: int, epoch: int, pos: int,
-                device: torch.device) -> torch.utils.data.DataLoader:
+                device: torch.device, candidates: bool = False) -> torch.utils.data.DataLoader:
     """A DataLoader over this rank's micro-batches from (epoch, pos): ``cfg.workers``
     processes (persistent), pinned memory on CUDA. Yields (keys, items)."""
     sampler = _MicroBatches(len(dataset), cfg, rank, world, epoch, pos)
     w = cfg.workers
     return torch.utils.data.DataLoader(
-        _EpochIndexed(dataset), batch_sampler=sampler, num_workers=w,
+        _EpochIndexed(dataset, cfg, candidates), batch_sampler=sampler, num_workers=w,
         collate_fn=_keys_and_items,
         pin_memory=device.type == "cuda", persistent_workers=w > 0,
         prefetch_factor=2 if w > 0 else None)
 
 
 def _collate(items: list[dict], device) -> dict:
-    out = {k: torch.stack([it[k] for it in items]).to(device) * 2 - 1 for k in ("a", "b", "gt")}
+    keys = ("a", "b", "gt") + (("fa", "fb", "ts") if "fa" in items[0] else ())
+    out = {k: torch.stack([it[k] for it in items]).to(device) * 2 - 1 for k in keys}
     out["prompt"] = [it["prompt"] for it in items]
     return out
 
@@ -532,7 +643,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     logger = _Logger(run, rank == 0, cfg.max_steps, step, progress)
     per_epoch = len(dataset) // cfg.batch
     t_start, first_loss, last, start_step = time.perf_counter(), None, {}, step
-    micro_batches = iter(make_loader(dataset, cfg, rank, world, epoch, pos, device))
+    micro_batches = iter(make_loader(dataset, cfg, rank, world, epoch, pos, device,
+                                     candidates=mcfg.fix_gates or mcfg.teacher_gate))
     while step < end:
         while pos < per_epoch and step < end:
             for g in opt.param_groups:
@@ -541,7 +653,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             for m in range(cfg.accum):
                 keys, items = next(micro_batches)
                 micro = [i for _, i in keys]
-                drop_prompts(items, micro, cfg, epoch)
                 batch = _collate(items, device)
                 pooled = text.encode(batch["prompt"])[2].to(device)
                 sync = m == cfg.accum - 1 or world == 1
@@ -593,7 +704,9 @@ def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: li
     a, b, gt = batch["a"], batch["b"], batch["gt"]
     parts = {}
     if cfg.objective == "reg":
-        pred, lat, aux = comps.regress(net, a, b, pooled)
+        cands = {"fixes": [batch["fa"], batch["fb"]], "teacher": batch["ts"]} \
+            if "fa" in batch else None
+        pred, lat, aux = comps.regress(net, a, b, pooled, cands)
         main = F.l1_loss(lat, comps.tok.encode(gt)) if lat is not None else F.l1_loss(pred, gt)
     else:
         z0 = comps.tok.encode(gt)
@@ -612,13 +725,16 @@ def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: li
     loss = main + cfg.balance_weight * aux["balance"]
     parts["balance"] = float(aux["balance"].detach())
     if cfg.distill_weight > 0:
-        if "blend_logits" not in aux:
+        if "parts" not in aux:
             raise UsageError("distill_weight needs the fullres head (blend weights) and the "
                              "regression objective")
-        target, mask = blend_targets(a, b, gt, comps.tok.f, cfg.distill_min_diff)
-        dl = distill_loss(aux["blend_logits"], target, mask)
-        loss = loss + cfg.distill_weight * dl
-        parts["distill"] = float(dl.detach())
+        fp = {**aux["parts"], "inputs": [a, b]}
+        if "fa" in batch:
+            fp.update(fixes=[batch["fa"], batch["fb"]], teacher=batch["ts"])
+        for k, term in head_distill(fp, aux["logits"], gt, comps.tok.f,
+                                    cfg.distill_min_diff).items():
+            loss = loss + cfg.distill_weight * term
+            parts[k] = float(term.detach())
     if cfg.fusion_weight > 0:
         fl = fusion_loss(pred, [a, b])
         loss = loss + cfg.fusion_weight * fl

@@ -1,0 +1,246 @@
+"""Classical candidates in the head (issue 18): the degradations a prompt names, the fixes and
+the teacher's fusion of them (what two-stage computes), the gates that select them, their
+distillation targets, and exact warm starts of models without them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmaif.classical.restore import candidates, restore, two_stage
+from mmaif.data.degrade.names import named_degradations, names_from_ops
+from mmaif.data.degrade.pipeline import compose_prompt, prompt_bank, sample_ops
+from mmaif.errors import InputError
+from mmaif.model.components import Components
+from mmaif.model.dit import DiTConfig, FusionDiT, fullres_parts, save_model
+from mmaif.model.tokenizers import PixelTokenizer
+from mmaif.training.trainer import (
+    add_candidates,
+    gate_targets,
+    head_distill,
+    tone_targets,
+    warm_start,
+)
+
+from .conftest import texture
+from .test_model import perturb
+
+GATES = dict(fix_gates=True, teacher_gate=True)
+ALL = dict(fix_gates=True, teacher_gate=True, tone=True)
+
+
+@pytest.mark.parametrize("task", ["vif", "mef", "mff"])
+def test_every_synthesized_prompt_names_exactly_its_degradations(task):
+    """The parser inverts compose_prompt: 600 random compound degradations per task, each
+    prompt parsed back to the same types on the same inputs."""
+    for s in range(600):
+        rng = np.random.default_rng([s, 11])
+        ops = sample_ops(task, rng)
+        prompt = compose_prompt(task, ops, rng)
+        assert named_degradations(prompt, task) == names_from_ops(ops), prompt
+
+
+def test_task_and_clean_prompts_name_nothing():
+    from mmaif.data.degrade.pipeline import TASK_PROMPTS
+
+    bank = prompt_bank()
+    for task in ("vif", "mef", "mff"):
+        for text in bank["clean"][task] + bank["fusion"][task] + [TASK_PROMPTS[task], ""]:
+            assert named_degradations(text, task) == {"a": [], "b": []}, text
+    assert named_degradations(None) == {"a": [], "b": []}
+
+
+@pytest.mark.parametrize("prompt,task,want", [
+    ("remove the haze and the stripes, then fuse", "vif", ({"stripes"}, {"haze"})),
+    ("denoise, then deblur the visible image", "vif", (set(), {"noise", "gaussian_blur"})),
+    ("Please get rid of the rain in both shots", "mff", ({"rain"}, {"rain"})),
+    ("the far image is blurry and has JPEG artifacts", "mff", (set(), {"gaussian_blur", "jpeg"})),
+    ("fix the low contrast of the dark exposure", "mef", ({"low_contrast"}, set())),
+    ("make the thermal image sharper; it is noisy", "vif", ({"gaussian_blur", "noise"}, set())),
+    ("dehaze it", None, ({"haze"}, {"haze"})),
+])
+def test_free_sentences(prompt, task, want):
+    got = named_degradations(prompt, task)
+    assert (set(got["a"]), set(got["b"])) == want
+
+
+def test_candidates_are_two_stages_fixes_and_output():
+    """From the sample's own prompt, the candidates are exactly two-stage's restored inputs
+    and its fused output (two-stage reads the true degradations from the manifest)."""
+    a, b = texture(48, 64, 0, seed=1), texture(48, 64, 3, seed=2)
+    checked = 0
+    for s in range(40):
+        rng = np.random.default_rng([s, 5])
+        ops = sample_ops("vif", rng)
+        if not ops:
+            continue
+        names = named_degradations(compose_prompt("vif", ops, rng), "vif")
+        fa, fb, ts = candidates(a, b, names, "gff")
+        on = names_from_ops(ops)
+        assert np.array_equal(fa, restore(a, on["a"]) if on["a"] else a)
+        assert np.array_equal(fb, restore(b, on["b"]) if on["b"] else b)
+        assert np.array_equal(ts, two_stage(a, b, ops, "gff"))
+        checked += 1
+    assert checked > 30
+    fa, fb, ts = candidates(a, b, {"a": [], "b": []})  # nothing named: the inputs themselves
+    assert np.array_equal(fa, a) and np.array_equal(fb, b) and ts is None
+
+
+def tiny_full(**kw) -> DiTConfig:
+    return DiTConfig(dim=32, depth=2, heads=2, adaln_rank=8, patch=2, text_dim=384,
+                     evidence=("laplacian", "exposure"), **kw)
+
+
+def _batch(h=32, w=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(2, 3, h, w, generator=g) * 2 - 1 for _ in range(5)]
+
+
+def test_warm_start_from_a_model_without_gates_is_exact(tmp_path):
+    """Gate channels (interleaved per patch position in the output layer) and the
+    candidates' evidence start at zero: the gated model reproduces the old one bit for bit."""
+    tok = PixelTokenizer()
+    old = perturb(FusionDiT(tiny_full()))
+    save_model(old, tmp_path / "old")
+    for kw in (dict(fix_gates=True), dict(teacher_gate=True), dict(tone=True), GATES, ALL):
+        new = FusionDiT(tiny_full(**kw))
+        assert warm_start(new, tmp_path / "old") == len(old.state_dict())
+        a, b, fa, fb, ts = _batch()
+        text = torch.randn(2, 384)
+        with torch.no_grad():
+            ref = Components(old, tok, None, "reg").regress(old, a, b, text)[0]
+            got = Components(new, tok, None, "reg").regress(
+                new, a, b, text, {"fixes": [fa, fb], "teacher": ts})[0]
+        assert torch.equal(ref, got), kw
+    with pytest.raises(ValueError, match="cands"):
+        Components(new, tok, None, "reg").regress(new, a, b, text)
+
+
+def test_warm_start_maps_channels_by_kind(tmp_path):
+    """From a model with the teacher gate to one that adds fix gates before it: the teacher
+    channel follows its kind, not its position."""
+    tok = PixelTokenizer()
+    old = perturb(FusionDiT(tiny_full(teacher_gate=True)))
+    save_model(old, tmp_path / "old")
+    new = FusionDiT(tiny_full(**ALL))
+    warm_start(new, tmp_path / "old")
+    a, b, fa, fb, ts = _batch(seed=8)
+    text = torch.randn(2, 384)
+    with torch.no_grad():
+        ref = Components(old, tok, None, "reg").regress(old, a, b, text, {"fixes": None,
+                                                                          "teacher": ts})[0]
+        got = Components(new, tok, None, "reg").regress(
+            new, a, b, text, {"fixes": [fa, fb], "teacher": ts})[0]
+    assert torch.equal(ref, got)
+
+
+def test_gradients_reach_every_new_parameter():
+    tok = PixelTokenizer()
+    model = FusionDiT(tiny_full(**ALL))
+    with torch.no_grad():  # a trained model: every path non-zero
+        perturb(model)
+    a, b, fa, fb, ts = _batch(seed=3)
+    out = Components(model, tok, None, "reg").regress(
+        model, a, b, torch.randn(2, 384), {"fixes": [fa, fb], "teacher": ts})[0]
+    (out - ts.flip(-1)).abs().mean().backward()
+    c, p, z = model.cfg.out_channels, model.cfg.patch, model.cfg.latent_channels
+    rows = model.out.weight.grad.view(p, p, c, -1)
+    for ch in range(z + 2, c):  # the two fix gates, the teacher gate, the tone
+        assert rows[:, :, ch].abs().sum() > 0, ch
+    k_old = len(model.cfg.evidence) * 2 * model.cfg.evidence_f ** 2
+    assert model.evidence.embed.weight.grad[:, k_old:].abs().sum() > 0  # candidates' evidence
+
+
+def test_gates_select_the_candidates():
+    """Gate logits of 1 give the fixes' blend, then the teacher's image exactly."""
+    a, b, fa, fb, ts = _batch(16, 16, seed=4)
+    pred = torch.zeros(2, 192 + 5, 2, 2)
+    pred[:, 194:196] = 1.0
+    parts = fullres_parts(pred, [a, b], 8, [fa, fb], ts)
+    assert torch.allclose(parts["base"], (fa + fb) / 2, atol=1e-6)
+    assert torch.allclose(parts["out"], (fa + fb) / 2, atol=1e-6)
+    pred[:, 196] = 5.0  # clamped to 1
+    assert torch.allclose(fullres_parts(pred, [a, b], 8, [fa, fb], ts)["out"], ts, atol=1e-6)
+
+
+def test_gate_targets_recover_a_known_per_block_gate():
+    g = torch.Generator().manual_seed(0)
+    rest, d = torch.rand(1, 3, 32, 48, generator=g), torch.rand(1, 3, 32, 48, generator=g) - 0.5
+    true = torch.rand(1, 1, 4, 6, generator=g)
+    y = rest + torch.nn.functional.interpolate(true, scale_factor=8, mode="nearest") * d
+    got, mask = gate_targets(d, y - rest, 8, min_diff=0.0)
+    assert mask.all() and torch.allclose(got, true[:, 0], atol=1e-5)
+
+
+def test_tone_targets_recover_a_known_per_block_affine_map():
+    """Generated inputs, a GT made by known per-block gains and offsets (8 x 8 blocks): the
+    ridge targets give them back."""
+    g = torch.Generator().manual_seed(1)
+    us = [torch.rand(2, 3, 32, 48, generator=g) * 2 - 1 for _ in range(2)]
+    rest = torch.rand(2, 3, 32, 48, generator=g)
+    true = torch.randn(2, 3, 3, 4, 6, generator=g) * 0.3            # gains a, b; offset
+
+    def up(t):
+        return torch.nn.functional.interpolate(t, scale_factor=8, mode="nearest")
+    gt = rest + up(true[:, :, 0]) * us[0] + up(true[:, :, 1]) * us[1] + up(true[:, :, 2])
+    got = tone_targets(us, 1.0, gt - rest, 8, ridge=1e-6)
+    assert got.shape == true.shape and torch.allclose(got, true, atol=1e-3)
+    shrunk = tone_targets(us, 1.0, gt - rest, 8, ridge=10.0)        # the ridge pulls to 0
+    assert shrunk.abs().mean() < 0.5 * true.abs().mean()
+
+
+def test_head_distillation_is_zero_at_its_targets():
+    """Targets conditional on the head's other outputs: with every gate at its target,
+    the gate terms vanish."""
+    a, b, fa, fb, ts = _batch(16, 16, seed=5)
+    gt = 0.5 * ts + 0.5 * (a + 0.4 * (fa - a) + b) / 2  # reachable by the gates
+    pred = torch.zeros(2, 192 + 5, 2, 2)
+    pred[:, 194] = 0.4
+    pred[:, 196] = 0.5
+    parts = {**fullres_parts(pred, [a, b], 8, [fa, fb], ts), "inputs": [a, b],
+             "fixes": [fa, fb], "teacher": ts}
+    terms = head_distill(parts, pred[:, 192:], gt, 8, 0.0)
+    assert set(terms) == {"distill", "distill_fix_a", "distill_fix_b", "distill_teacher"}
+    assert terms["distill_teacher"] < 1e-4 and terms["distill_fix_a"] < 1e-4
+    # with tone: gains and offset the GT was made with are their own targets
+    pred = torch.zeros(2, 192 + 2 + 9, 2, 2)
+    pred[:, 194:197] = 0.2                                         # gains of a (RGB)
+    pred[:, 200:203] = -0.1                                        # offsets
+    parts = fullres_parts(pred, [a, b], 8, tone=True)
+    gt = parts["out"]
+    terms = head_distill({**parts, "inputs": [a, b]}, pred[:, 192:], gt, 8, 0.0)
+    assert terms["distill_tone"] < 0.02
+
+
+def test_training_items_get_the_candidates_of_their_prompt():
+    rng = np.random.default_rng(0)
+    a, b = texture(40, 40, 0, seed=6), texture(40, 40, 3, seed=7)
+    item = {"a": torch.from_numpy(a)[None].repeat(3, 1, 1),
+            "b": torch.from_numpy(b).permute(2, 0, 1), "task": "vif", "teacher": "gff",
+            "prompt": "Suppress the stripes in the IR input and fuse them."}
+    add_candidates(item)
+    fa, _, ts = candidates(a, b, {"a": ["stripes"], "b": []}, "gff")
+    assert torch.equal(item["fa"][0], torch.from_numpy(fa)) and torch.equal(item["fb"], item["b"])
+    assert torch.allclose(item["ts"], torch.from_numpy(ts).permute(2, 0, 1))
+    del rng
+
+
+def test_pipeline_with_gates_keeps_odd_sizes_and_uses_the_prompt():
+    from mmaif.inference.pipeline import FusionPipeline
+
+    pipe = FusionPipeline(perturb(FusionDiT(tiny_full(**GATES, evidence_f=8))))
+    rng = np.random.default_rng(0)
+    for h, w in ((37, 53), (17, 9)):
+        a, b = rng.random((h, w), np.float32), rng.random((h, w, 3), np.float32)
+        out = pipe(a, b, prompt="remove the stripes from the infrared image", task="vif",
+                   output="numpy")
+        assert out.shape == (h, w, 3) and np.isfinite(out).all()
+    c = pipe.candidates(a, b, "denoise the visible image", "vif")
+    assert torch.equal(c["fixes"][0][0, 0], torch.from_numpy(a) * 2 - 1)  # a untouched
+    assert not torch.equal(c["fixes"][1], pipe.candidates(a, b, "", "vif")["fixes"][1])
+
+
+def test_gates_need_the_fullres_head():
+    with pytest.raises(InputError, match="fullres"):
+        DiTConfig(head="latent", fix_gates=True)
