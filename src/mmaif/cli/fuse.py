@@ -13,6 +13,8 @@ from pathlib import Path
 from mmaif.cli.common import EPILOG_FUSE, add_out
 from mmaif.errors import InputError, UsageError
 
+PARTIAL_EXIT = 3  # folder mode: some pairs fused, some failed (failed.txt says which and why)
+
 
 def add_parsers(sub) -> None:
     from mmaif.classical.fusion import COLOUR_MODES, METHODS
@@ -46,6 +48,9 @@ def add_parsers(sub) -> None:
     f.add_argument("--compile", action="store_true",
                    help="torch.compile the model (pays off on GPUs and large folders)")
     f.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    f.add_argument("--stop-on-error", action="store_true",
+                   help="folder mode: stop at the first pair that fails (default: fuse every "
+                   "readable pair, list the failures in OUT/failed.txt and exit with 3)")
     f.set_defaults(func=cmd_fuse)
 
     m = sub.add_parser("metrics", help="fusion quality metrics (VIFB conventions)")
@@ -127,10 +132,26 @@ def _fuser(args: argparse.Namespace):
     return model
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Numeric flags in range, before any work."""
+    rules = [("--max-pixels", args.max_pixels, args.max_pixels >= 1, "1 or more"),
+             ("--tile", args.tile, args.tile >= 64, "64 or more pixels (large images are "
+              "fused in tiles of this size)")]
+    if args.steps is not None:
+        rules.append(("--steps", args.steps, args.steps >= 1, "1 or more"))
+    if args.shift is not None:
+        rules.append(("--shift", args.shift, math.isfinite(args.shift) and args.shift > 0,
+                      "a positive number"))
+    for flag, value, ok, must in rules:
+        if not ok:
+            raise UsageError(f"{flag} {value}: must be {must}")
+
+
 def cmd_fuse(args: argparse.Namespace) -> int:
     from mmaif.data.images import WRITE_EXTS, check_output_path, read_pair, write_image
     from mmaif.data.pairs import discover_pairs, infer_task
 
+    _check_numbers(args)
     if len(args.inputs) == 2:
         if args.ext:
             raise UsageError("--ext applies to folder mode; a pair's output type comes from -o")
@@ -157,6 +178,12 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         raise InputError(f"{out_dir}: is the input dataset folder; choose another output folder")
     if ext.lower() not in WRITE_EXTS:
         raise UsageError(f"--ext {ext}: unknown image type; use one of {', '.join(WRITE_EXTS)}")
+    from mmaif.data.images import check_writable_folder
+
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folder will be created inside its first existing parent
+    check_writable_folder(existing)
     from mmaif.distributed import rank_world
 
     rank, world = rank_world()  # under torchrun: rank r fuses pairs r, r + N, ...
@@ -167,13 +194,31 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     fuse = _fuser(args)
+    failed: list[tuple[str, str]] = []
     for p in tqdm(pairs, desc="fuse", unit="pair", file=sys.stderr):
-        a, b = read_pair(p.a, p.b, resize=args.resize, max_pixels=args.max_pixels)
-        fused = fuse(a.data, b.data, p.task or args.task)
-        target = out_dir / (p.name + ext)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_image(target, fused, _out_bits(args.bits, a, b))
-    print(f"wrote {len(pairs)} images to {out_dir}", file=sys.stderr)
+        try:
+            a, b = read_pair(p.a, p.b, resize=args.resize, max_pixels=args.max_pixels)
+            fused = fuse(a.data, b.data, p.task or args.task)
+            target = out_dir / (p.name + ext)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(target, fused, _out_bits(args.bits, a, b))
+        except InputError as exc:
+            if args.stop_on_error:
+                raise
+            failed.append((p.name, str(exc)))
+            tqdm.write(f"mmaif fuse: {p.name}: {exc}", file=sys.stderr)
+    done = len(pairs) - len(failed)
+    print(f"fused {done} of {len(pairs)} pairs into {out_dir}"
+          + (f"; {len(failed)} failed (listed in {out_dir / 'failed.txt'})" if failed else ""),
+          file=sys.stderr)
+    if failed:
+        from mmaif.data.images import atomic_write_bytes
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        name = "failed.txt" if world == 1 else f"failed_rank{rank}.txt"
+        atomic_write_bytes(out_dir / name, "".join(f"{n}\t{why}\n" for n, why in failed)
+                           .encode())
+        return PARTIAL_EXIT
     return 0
 
 

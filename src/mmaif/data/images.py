@@ -61,8 +61,15 @@ def to_rgb(x: np.ndarray) -> np.ndarray:
 
 
 def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"{path}: no such file; check the path")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; check the path") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied; make it readable") from None
+    except OSError as exc:  # a symlink loop, a name too long, ...
+        raise InputError(f"{path}: cannot open ({exc.strerror or exc}); check the path") \
+            from None
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an image file")
     if path.stat().st_size == 0:
@@ -98,14 +105,110 @@ def _read_with_opencv(path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _to_float(arr: np.ndarray) -> tuple[np.ndarray, int]:
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0, 8
-    if arr.dtype in (np.uint16, np.int32, np.int16) or arr.dtype.kind in "iu":
-        return np.clip(arr.astype(np.float32) / 65535.0, 0.0, 1.0), 16
+def _to_float(arr: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+    """Pixels -> float32 in [0, 1] and a bit depth, by a stated rule: 8-bit / 16-bit unsigned by
+    their full range; other integers (TIFF 32-bit) taken as 16-bit when they lie in 0..65535;
+    float images must already be in [0, 1] (they are used as they are). Anything else — NaN
+    or infinite values, negative integers, floats outside [0, 1], integers above 65535 — has
+    no mapping that is sure to be right, and is refused rather than clipped or wrapped."""
     if arr.dtype == bool:
         return arr.astype(np.float32), 8
-    return np.clip(arr.astype(np.float32), 0.0, 1.0), 16  # float TIFFs are taken as [0, 1]
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0, 8
+    if arr.dtype.kind in "iu":
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise InputError(f"{path}: integer pixels in [{lo}, {hi}]; mmaif reads integer images "
+                             "as 0..255 (8-bit) or 0..65535 (16-bit): convert it to an unsigned "
+                             "8- or 16-bit image")
+        return arr.astype(np.float32) / 65535.0, 16
+    data = arr.astype(np.float32)
+    if not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise InputError(f"{path}: {bad} pixel(s) are NaN or infinite; repair or mask them "
+                         "before fusing")
+    lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise InputError(f"{path}: float pixels in [{lo:.4g}, {hi:.4g}]; mmaif reads float "
+                         "images as [0, 1]: rescale it (e.g. divide by its white level)")
+    return np.clip(data, 0.0, 1.0), 16
+
+
+def _png_rows_complete(path: Path) -> bool:
+    """A PNG's image data holds every row its header declares (Pillow reads missing rows as
+    black). Non-PNG files, and PNGs this check cannot parse, pass (the decoder judges them)."""
+    import zlib
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return True
+    pos, idat, head = 8, [], None
+    while pos + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            head = struct.unpack(">IIBBBBB", body[:13])
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + n
+    if head is None:
+        return True
+    w, h, depth, colour, _, _, interlace = head
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour)
+    if channels is None:
+        return True
+    def row_bytes(width: int) -> int:
+        return (width * channels * depth + 7) // 8
+
+    if interlace:
+        passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+                  (1, 0, 2, 2), (0, 1, 1, 2)]
+        need = 0
+        for x0, y0, dx, dy in passes:
+            pw, ph = (w - x0 + dx - 1) // dx, (h - y0 + dy - 1) // dy
+            if pw and ph:
+                need += ph * (1 + row_bytes(pw))
+    else:
+        need = h * (1 + row_bytes(w))
+    try:
+        raw = zlib.decompressobj().decompress(b"".join(idat), need)
+    except zlib.error:
+        return False
+    return len(raw) >= need
+
+
+def image_size(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS
+               ) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding it; refuses a size over
+    ``max_pixels``, so that two inputs can be checked before either is decoded."""
+    path = Path(path)
+    _check_readable(path)
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below, ourselves
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            try:  # EXIF orientations 5-8 swap width and height (read_image applies them)
+                if im.format in ("JPEG", "TIFF") and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    size = size[::-1]
+            except (OSError, SyntaxError, ValueError, struct.error):
+                pass
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not a readable image; supported: {', '.join(READ_EXTS)}") \
+            from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied; make the file readable") from None
+    except (OSError, SyntaxError, ValueError, struct.error):
+        return (0, 0)  # let read_image give its precise message
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if size[0] * size[1] > max_pixels:
+        raise InputError(f"{path}: {size[0]}x{size[1]} is more than {max_pixels} pixels "
+                         "(possible decompression bomb); raise the limit with --max-pixels if "
+                         "the image is genuine")
+    return size
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
@@ -127,12 +230,17 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     except UnidentifiedImageError:
         raise InputError(f"{path}: not a readable image; supported: {', '.join(READ_EXTS)}") \
             from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied; make the file readable") from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise InputError(f"{path}: cannot decode ({exc}); the file may be truncated or corrupt") \
             from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
-    data, bits = _to_float(arr)
+    if not _png_rows_complete(path):
+        raise InputError(f"{path}: the PNG's image data ends before its last row (truncated); "
+                         "re-export or re-download the image")
+    data, bits = _to_float(arr, path)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
     return Picture(np.ascontiguousarray(data), bits, str(path))
@@ -153,8 +261,9 @@ def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         return np.asarray(im).astype(np.uint16)
     if mode == "I":
-        arr = np.asarray(im)
-        return arr.astype(np.uint16) if arr.max(initial=0) <= 65535 else arr
+        arr = np.asarray(im)  # 32-bit signed: _to_float refuses what is not 0..65535
+        return arr.astype(np.uint16) if arr.size and arr.min() >= 0 and arr.max() <= 65535 \
+            else arr
     if mode == "F":
         return np.asarray(im, dtype=np.float32)
     if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
@@ -172,19 +281,40 @@ def check_output_path(out: str | os.PathLike, inputs: tuple[str | os.PathLike, .
     of the inputs."""
     out = Path(out)
     ext = out.suffix.lower()
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; a pair is fused into one file (e.g. "
+                         f"{out / 'fused.png'}); a dataset folder as input writes a folder")
     if ext not in exts:
         raise InputError(f"{out}: unknown output format {ext or '(none)'}; "
                          f"use one of {', '.join(sorted(exts))}")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"{out}: folder {parent} does not exist; create it first")
-    if out.is_dir():
-        raise InputError(f"{out}: is a directory; give a file name")
+    check_writable_folder(parent)
     for p in inputs:
-        same = out.exists() and Path(p).exists() and os.path.samefile(out, p)
-        if same or Path(p).resolve() == out.resolve():
+        try:
+            same = out.exists() and Path(p).exists() and os.path.samefile(out, p)
+            same = same or Path(p).resolve() == out.resolve()
+        except (OSError, RuntimeError):  # an input that cannot be resolved (a symlink loop)
+            _check_readable(Path(p))     # says so in one line
+            continue
+        if same:
             raise InputError(f"{out}: output would overwrite an input; choose another path")
     return out
+
+
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """An existing folder this process can create files in (tested by creating one: access
+    bits do not tell for root or network file systems)."""
+    folder = Path(folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".mmaif-write-test.", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot write here ({exc.strerror or exc}); choose a "
+                         "folder you can write to") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return folder
 
 
 def _umask() -> int:
@@ -247,7 +377,15 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 def read_pair(path_a: str | os.PathLike, path_b: str | os.PathLike, *, resize: bool = False,
               max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Picture, Picture]:
-    """Read two sources; sizes must match unless ``resize`` (then b is resized to a's size)."""
+    """Read two sources; sizes must match unless ``resize`` (then b is resized to a's size).
+    Both sizes are read from the headers first: a mismatch or an oversized image is refused
+    before either is decoded."""
+    size_a = image_size(path_a, max_pixels=max_pixels)
+    size_b = image_size(path_b, max_pixels=max_pixels)
+    if not resize and (0, 0) not in (size_a, size_b) and size_a != size_b:
+        raise InputError(f"sizes differ: {path_a} is {size_a[0]}x{size_a[1]}, {path_b} is "
+                         f"{size_b[0]}x{size_b[1]}; register them, or pass --resize to "
+                         "resize the second to the first")
     a = read_image(path_a, max_pixels=max_pixels)
     b = read_image(path_b, max_pixels=max_pixels)
     if a.size != b.size:

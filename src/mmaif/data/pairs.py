@@ -117,7 +117,9 @@ def discover_pairs(root: str | Path, task: str | None = None) -> tuple[str, list
     """
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"{root}: not a folder; give a dataset root or two image files")
+        what = "no such folder" if not root.exists() else "not a folder"
+        raise InputError(f"{root}: {what}; expected a dataset root (see the layouts in "
+                         "`mmaif fuse --help`)")
     pairs = []
     for t, names in SAMPLES_TASK_DIRS.items():
         d = _subdir(root, (t,))

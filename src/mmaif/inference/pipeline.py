@@ -46,6 +46,17 @@ def _as_array(x) -> np.ndarray:
         x = x.astype(np.float32) / 255
     elif x.dtype == np.uint16:
         x = x.astype(np.float32) / 65535
+    elif x.dtype.kind == "f" or x.dtype == bool:
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise InputError(f"an input has {int((~np.isfinite(x)).sum())} NaN or infinite "
+                             "pixel(s); repair or mask them before fusing")
+        if x.size and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
+            raise InputError(f"a float input has pixels in [{x.min():.4g}, {x.max():.4g}]; "
+                             "float images must be in [0, 1] (uint8 / uint16 arrays are scaled)")
+    else:
+        raise InputError(f"unsupported pixel type {x.dtype}; give uint8, uint16 or float in "
+                         "[0, 1]")
     x = np.clip(x.astype(np.float32), 0, 1)
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[..., 0]
@@ -168,8 +179,8 @@ class FusionPipeline:
         if (path / "model.safetensors").is_file() and (path / "config.json").is_file():
             from mmaif.model.dit import load_model
 
+            model = load_model(path)  # checks config.json first, with one-line errors
             meta = json.loads((path / "config.json").read_text())
-            model = load_model(path)
             spec, training = meta.get("pipeline", {}), meta.get("training")
             spec = {**spec, **{k: _inside(spec[k], path) for k in ("tokenizer", "text")
                                if k in spec}}

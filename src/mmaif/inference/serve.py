@@ -11,8 +11,10 @@ API:
   traceback (it goes to the server log).
 - ``GET /api/demo`` -> the built-in demo pairs; ``GET /api/demo/{name}/{a|b}.png``.
 
-Requests are fused one at a time (a lock; at most ``queue`` waiting, more get 503), so memory
-stays bounded whatever the number of clients.
+Requests are fused one at a time (a lock; besides the one being fused at most ``queue``
+wait, more get 503), so memory stays bounded whatever the number of clients. The prompt in
+``X-Mmaif-Prompt`` is percent-encoded UTF-8 (``decodeURIComponent``), at most 512 characters
+(``X-Mmaif-Prompt-Truncated: 1`` when cut); prompts over 4096 characters are refused (413).
 """
 
 from __future__ import annotations
@@ -110,10 +112,34 @@ class Fuser:
             prompt = ""
             fused = fuse_arrays(a.data, b.data, method)
         seconds = time.perf_counter() - t0
+        log.info("fused task=%s method=%s %.3fs prompt=%r", task, method, seconds, prompt)
         headers = {"X-Mmaif-Task": task, "X-Mmaif-Method": method,
-                   "X-Mmaif-Seconds": f"{seconds:.3f}",
-                   "X-Mmaif-Prompt": prompt.encode("ascii", "replace").decode()}
+                   "X-Mmaif-Seconds": f"{seconds:.3f}", **prompt_headers(prompt)}
         return encode_image(fused, ".png"), headers
+
+
+PROMPT_HEADER_CHARS = 512  # the X-Mmaif-Prompt header carries at most this many characters
+MAX_PROMPT_CHARS = 4096    # longer prompts are refused (the text encoder reads 256 tokens)
+
+
+def prompt_headers(prompt: str) -> dict[str, str]:
+    """The prompt used, for the response headers: percent-encoded UTF-8 (so newlines, control
+    and non-ASCII characters cannot break or forge headers), its first PROMPT_HEADER_CHARS
+    characters; ``X-Mmaif-Prompt-Truncated: 1`` when it was cut."""
+    from urllib.parse import quote
+
+    out = {"X-Mmaif-Prompt": quote(prompt[:PROMPT_HEADER_CHARS], safe=",.;:!?'()")}
+    if len(prompt) > PROMPT_HEADER_CHARS:
+        out["X-Mmaif-Prompt-Truncated"] = "1"
+    return out
+
+
+def check_filename(field: str, name: str | None) -> None:
+    """Upload file names reach no path, but a NUL or control character is a malformed
+    request: refused with 400."""
+    if name and any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise HTTPError(400, f"{field}: the file name contains a NUL or control character; "
+                        "rename the file")
 
 
 def page() -> str:
@@ -152,13 +178,14 @@ def create_app(model: str | None = None, max_upload_mb: float = 32.0,
                          f"{max_upload_mb:g} MB limit; send smaller images")
         try:
             async with request.form(max_files=2, max_fields=8,
-                                    max_part_size=65536) as form:
+                                    max_part_size=MAX_PROMPT_CHARS * 4) as form:
                 files = {}
                 for key in ("a", "b"):
                     item = form.get(key)
                     if item is None or isinstance(item, str):
                         return error(400, f"missing image file field {key!r} (multipart "
                                      "fields: a, b, and optional task, prompt, method)")
+                    check_filename(key, item.filename)
                     data = await item.read()
                     if len(data) > limit:
                         return error(413, f"{key}: over the {max_upload_mb:g} MB upload limit")
@@ -169,10 +196,18 @@ def create_app(model: str | None = None, max_upload_mb: float = 32.0,
         except HTTPError as exc:
             return error(exc.status, exc.message)
         except Exception as exc:  # malformed multipart bodies
+            text = str(exc)
+            if "maximum number of files" in text.lower():
+                return error(400, "too many file fields: send exactly two images, a and b")
+            if "part exceeded maximum size" in text.lower() or "max_part_size" in text.lower():
+                return error(413, f"a text field is over {MAX_PROMPT_CHARS * 4} bytes; prompts "
+                             f"may have at most {MAX_PROMPT_CHARS} characters")
             return error(400, f"could not read the form ({type(exc).__name__}); send "
                          "multipart/form-data with fields a and b")
-        if waiting >= queue:
-            return error(503, f"busy: {waiting} requests are waiting; try again shortly")
+        if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
+            return error(413, f"prompt of {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
+        if waiting > queue:  # one being fused + `queue` waiting
+            return error(503, f"busy: {waiting - 1} requests are waiting; try again shortly")
         waiting += 1
         try:
             async with lock:  # one fusion at a time: bounded memory

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -121,12 +121,14 @@ class DiTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DiTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"config: unknown key(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(known))}")
-        return cls(**d)
+        """From a mapping (a config file, a checkpoint): unknown keys and wrongly typed values
+        are an :class:`InputError` naming the field."""
+        from mmaif.config import typed
+
+        if not isinstance(d, dict):
+            raise InputError(f"config: expected a mapping of model settings, got "
+                             f"{type(d).__name__}")
+        return cls(**typed(cls, d, "config"))
 
     @property
     def evidence_maps(self) -> int:
@@ -723,14 +725,24 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Fusion
         if not p.is_file():
             raise InputError(f"{folder}: missing {p.name}; not a saved mmaif model folder")
     try:
-        cfg = DiTConfig.from_dict(json.loads(cfg_path.read_text())["model"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        meta = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{cfg_path}: not valid JSON ({exc}); re-save the model folder "
+                         "(save_pretrained)") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise InputError(f"{cfg_path}: no 'model' settings; not a saved mmaif model folder")
+    try:
+        cfg = DiTConfig.from_dict(meta["model"])
+    except InputError as exc:
+        raise InputError(f"{cfg_path}: {exc}") from None
+    except TypeError as exc:
         raise InputError(f"{cfg_path}: not a valid model config ({exc})") from None
     model = FusionDiT(cfg)
     try:
         state = load_file(str(w_path), device=str(device))
     except (SafetensorError, OSError) as exc:
-        raise InputError(f"{w_path}: cannot read weights ({exc}); the file may be truncated") \
+        raise InputError(f"{w_path}: not a readable safetensors file ({exc}); it is damaged, "
+                         "truncated or another format (only safetensors weights are loaded)") \
             from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -86,11 +86,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"train config: unknown key(s) {', '.join(unknown)}")
-        return cls(**d)
+        """From a mapping: unknown keys and wrongly typed values are an :class:`InputError`
+        naming the field."""
+        from mmaif.config import typed
+
+        return cls(**typed(cls, d, "train config"))
 
     def check(self) -> None:
         if self.objective not in ("reg", "flow"):
@@ -103,6 +103,34 @@ class TrainConfig:
             raise UsageError("--workers must be 0 or more")
         if not 0 <= self.prompt_dropout <= 1:
             raise UsageError("prompt_dropout must be in [0, 1]")
+        rules = [  # (key, ok, what it must be); each names the flag or config key
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
+            ("ema", math.isfinite(self.ema) and 0 <= self.ema < 1, "in [0, 1) (e.g. 0.999)"),
+            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            ("warmup", self.warmup >= 0, "0 or more"),
+            ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+             "0 or more"),
+            ("grad_clip", math.isfinite(self.grad_clip) and self.grad_clip > 0, "positive"),
+            ("save_every", self.save_every >= 1, "1 or more (steps between checkpoints)"),
+            ("log_every", self.log_every >= 1, "1 or more (steps between log lines)"),
+            ("keep_last", self.keep_last >= 1, "1 or more (checkpoints kept)"),
+            ("sample_every", self.sample_every >= 0, "0 (off) or more"),
+            ("patch", self.patch >= 8, "8 or more pixels (the training crop)"),
+            ("onthefly_n", self.onthefly_n >= 1, "1 or more"),
+            ("t_std", math.isfinite(self.t_std) and self.t_std > 0, "positive"),
+            ("t_shift", math.isfinite(self.t_shift) and self.t_shift > 0, "positive"),
+        ] + [(k, math.isfinite(getattr(self, k)) and getattr(self, k) >= 0, "0 or more")
+             for k in ("balance_weight", "fusion_weight", "distill_weight", "distill_min_diff")]
+        for key, ok, must in rules:
+            if not ok:
+                raise UsageError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: must be "
+                                 f"{must}")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise UsageError("schedule_steps must be positive")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: exists and is a file; a run is a folder (give a new "
+                             "or an existing run folder)")
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -351,6 +379,11 @@ def _dataset(cfg: TrainConfig):
     if cfg.data:
         folders = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
         for folder in folders:
+            if not Path(folder).is_dir():
+                raise InputError(f"--data {folder}: no such folder" + (
+                    " (a relative path saved in the run; on --resume from another working "
+                    "folder, pass --data with its path from here)" if not Path(folder)
+                    .is_absolute() else "") + "; --data takes a `mmaif synth` output folder")
             if not (Path(folder) / "manifest.jsonl").is_file():
                 raise InputError(f"{folder}: no manifest.jsonl; --data takes a `mmaif synth` "
                                  "output folder")
@@ -542,9 +575,11 @@ RESUME_MAY_CHANGE = ("max_steps", "out", "data", "src", "workers", "cache", "log
 
 def _resumed_config(cfg: TrainConfig, saved: TrainConfig, given: set[str] | None,
                     say) -> TrainConfig:
-    """The saved config, with the changes a resume allows applied and told; any other
-    difference (among ``given`` keys, or every key when None) is refused."""
+    """The saved config, with the changes a resume allows applied and told (once the result
+    passes :meth:`TrainConfig.check`); any other difference (among ``given`` keys, or every key
+    when None) is refused."""
     keys = [f.name for f in fields(TrainConfig)] if given is None else sorted(given)
+    notes = []
     out = TrainConfig.from_dict(asdict(saved))
     out.schedule_steps = saved.schedule_steps or saved.max_steps
     out.out = cfg.out  # the folder may have moved since
@@ -561,7 +596,10 @@ def _resumed_config(cfg: TrainConfig, saved: TrainConfig, given: set[str] | None
         if k == "max_steps":
             note = (f"; the learning-rate schedule keeps its horizon of {out.schedule_steps} "
                     "steps" + (" (minimum lr after it)" if new > out.schedule_steps else ""))
-        say(f"resume: {k} {old} -> {new}{note}")
+        notes.append(f"resume: {k} {old} -> {new}{note}")
+    out.check()
+    for note in notes:
+        say(note)
     return out
 
 
@@ -606,6 +644,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         raise UsageError(f"fusion_weight needs gradients through the decoder; the {tok.name} "
                          "tokenizer decodes without them: use pixel or kl tokens, or drop it")
     mcfg = build_model_config(cfg, tok.z, text.dim)
+    grid = tok.f * mcfg.patch
+    if cfg.patch % grid:
+        raise UsageError(f"--patch {cfg.patch}: the training crop must be a multiple of "
+                         f"{grid} (tokenizer f {tok.f} x model patch {mcfg.patch}), e.g. "
+                         f"{max(grid, cfg.patch // grid * grid)}")
     model = FusionDiT(mcfg).to(device)
     if cfg.init_from and not resume:
         warm_start(model, cfg.init_from)
