@@ -30,8 +30,9 @@ def _png(w: int, h: int, rows: int, colour: int = 0) -> bytes:
     rng = np.random.default_rng(0)
     raw = b"".join(b"\0" + rng.integers(0, 255, w * ch, dtype=np.uint8).tobytes()
                    for _ in range(rows))
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
-            + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
+    head = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", head) + _chunk(b"IDAT", zlib.compress(raw))
+            + _chunk(b"IEND", b""))
 
 
 def _tiff(path: Path, arr: np.ndarray) -> Path:
@@ -43,7 +44,7 @@ def _tiff(path: Path, arr: np.ndarray) -> Path:
 
 @pytest.fixture
 def env(tmp_path):
-    """A good pair, a small synth folder is not needed: the table's cases fail first."""
+    """A good pair; no synth folder: the train cases fail before reading data."""
     a = save(tmp_path / "ir.png", texture(30, 44, 0, 1))
     b = save(tmp_path / "vi.png", texture(30, 44, 3, 2))
     return tmp_path, a, b
