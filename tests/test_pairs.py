@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mmaif.data.pairs import discover_pairs, infer_task
@@ -112,3 +113,24 @@ def test_committed_split_covers_the_samples():
         n_dev = sum(n.startswith(task) for n in dev)
         n_all = n_dev + sum(n.startswith(task) for n in train)
         assert 0.15 <= n_dev / n_all <= 0.3
+
+
+def test_guess_task_folder_names_first_then_pixels(tmp_path):
+    from mmaif.data.pairs import guess_task
+
+    rng = np.random.default_rng(0)
+    rgb = rng.random((8, 8, 3)).astype(np.float32)
+    gray = rgb[..., 0]
+    # folder names that name the roles decide, whatever the pixels
+    assert guess_task(rgb, rgb, tmp_path / "under/1.png", tmp_path / "over/1.png")[0] == "mef"
+    task, how = guess_task(gray, rgb, tmp_path / "x/1.png", tmp_path / "y/1.png")
+    assert task == "vif" and "pixels" in how
+    assert guess_task(rgb * 0.3, np.clip(rgb * 1.8, 0, 1))[0] == "mef"
+    assert guess_task(rgb, rgb[::-1].copy())[0] == "mff"
+
+
+def test_cli_says_how_it_guessed_the_task(cli, tmp_path):
+    a = save(tmp_path / "a.png", texture(20, 24, 0, 1))
+    b = save(tmp_path / "b.png", texture(20, 24, 3, 2))
+    code, _, err = cli("fuse", a, b, "-o", tmp_path / "f.png", "--method", "gff")
+    assert code == 0 and "task vif guessed from the pixels" in err and "--task" in err

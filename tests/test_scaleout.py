@@ -249,11 +249,19 @@ def test_eval_and_fuse_shard_across_torchrun_ranks(tmp_path):
     one = subprocess.run([sys.executable, "-m", "mmaif", *ev, "--out", str(tmp_path / "e1")],
                          capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
+    logs = tmp_path / "logs"
+
+    def ranks_said(proc) -> str:
+        """Every rank's own stderr (torchrun --log-dir), for a failure's message."""
+        parts = [f"--- {p.relative_to(logs)}\n{p.read_text()[-3000:]}"
+                 for p in sorted(logs.rglob("*.log")) if p.stat().st_size]
+        return f"torchrun exit {proc.returncode}\n{proc.stderr[-2000:]}\n" + "\n".join(parts)
+
     run2 = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-            "2", "-m", "mmaif"]
+            "2", "--log-dir", str(logs), "--tee", "3", "-m", "mmaif"]
     two = subprocess.run([*run2, *ev, "--out", str(tmp_path / "e2")], capture_output=True,
                          text=True)
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, ranks_said(two)
     for f in ("results.csv", "summary.csv", "summary_degradations.csv"):
         assert (tmp_path / "e1" / f).read_text() == (tmp_path / "e2" / f).read_text(), f
     assert sorted(p.name for p in (tmp_path / "e2" / "images").iterdir()) == sorted(
@@ -261,7 +269,7 @@ def test_eval_and_fuse_shard_across_torchrun_ranks(tmp_path):
     assert two.stdout.count("| vif | teacher |") == 1  # rank 0 alone prints the table
     fu = subprocess.run([*run2, "fuse", str(root), "-o", str(tmp_path / "f"), "--method",
                          "gff"], capture_output=True, text=True)
-    assert fu.returncode == 0, fu.stderr[-2000:]
+    assert fu.returncode == 0, ranks_said(fu)
     assert "rank 1 of 2 fuses 1" in fu.stderr
     assert sorted(p.name for p in (tmp_path / "f" / "vif").iterdir()) == \
         ["p0.png", "p1.png", "p2.png"]

@@ -12,7 +12,10 @@ def rank_world() -> tuple[int, int]:
 
 
 def gather(obj) -> list | None:
-    """Every rank's ``obj``, in rank order, on rank 0 (None on the others); a barrier too."""
+    """Every rank's ``obj``, in rank order, on rank 0 (None on the others): the last collective
+    of a sharded command. It ends with a barrier and tears the process group down on every
+    rank, so no rank exits while another still talks to it (a rank leaving a live gloo group
+    can abort the other when the machine is loaded)."""
     rank, world = rank_world()
     if world == 1:
         return [obj]
@@ -22,4 +25,6 @@ def gather(obj) -> list | None:
         dist.init_process_group("gloo")
     out = [None] * world if rank == 0 else None
     dist.gather_object(obj, out, dst=0)
+    dist.barrier()
+    dist.destroy_process_group()
     return out

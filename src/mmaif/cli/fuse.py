@@ -149,7 +149,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 def cmd_fuse(args: argparse.Namespace) -> int:
     from mmaif.data.images import WRITE_EXTS, check_output_path, read_pair, write_image
-    from mmaif.data.pairs import discover_pairs, infer_task
+    from mmaif.data.pairs import discover_pairs, guess_task
 
     _check_numbers(args)
     if len(args.inputs) == 2:
@@ -157,7 +157,11 @@ def cmd_fuse(args: argparse.Namespace) -> int:
             raise UsageError("--ext applies to folder mode; a pair's output type comes from -o")
         out = check_output_path(args.out, tuple(args.inputs))
         a, b = read_pair(*args.inputs, resize=args.resize, max_pixels=args.max_pixels)
-        fused = _fuser(args)(a.data, b.data, args.task or infer_task(*args.inputs))
+        task = args.task
+        if task is None:
+            task, how = guess_task(a.data, b.data, *args.inputs)
+            print(f"task {task} guessed {how}; --task overrides", file=sys.stderr)
+        fused = _fuser(args)(a.data, b.data, task)
         write_image(out, fused, _out_bits(args.bits, a, b))
         print(f"wrote {out} ({a.size[0]}x{a.size[1]}, {'gray' if fused.ndim == 2 else 'RGB'})",
               file=sys.stderr)
@@ -198,7 +202,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     for p in tqdm(pairs, desc="fuse", unit="pair", file=sys.stderr):
         try:
             a, b = read_pair(p.a, p.b, resize=args.resize, max_pixels=args.max_pixels)
-            fused = fuse(a.data, b.data, p.task or args.task)
+            fused = fuse(a.data, b.data, p.task or args.task or guess_task(a.data, b.data)[0])
             target = out_dir / (p.name + ext)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_image(target, fused, _out_bits(args.bits, a, b))

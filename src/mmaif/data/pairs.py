@@ -152,6 +152,26 @@ def discover_pairs(root: str | Path, task: str | None = None) -> tuple[str, list
                      f"see `mmaif fuse --help`")
 
 
+def guess_task(a, b, path_a: str | Path | None = None,
+               path_b: str | Path | None = None) -> tuple[str, str]:
+    """(task, how it was guessed) of a pair, the one rule of the CLI, the pipeline and the
+    server: folder names that name the roles (ir/ vi/, under/ over/, ...) decide; otherwise the
+    pixels: one gray and one colour input is infrared + visible (VIF), inputs whose mean
+    brightness differs by more than 0.15 are an exposure pair (MEF), the rest focus pairs
+    (MFF). Arrays in [0, 1]."""
+    if path_a is not None and path_b is not None:
+        task = infer_task(path_a, path_b)
+        if task:
+            return task, (f"from the folder names {Path(path_a).parent.name}/ "
+                          f"{Path(path_b).parent.name}/")
+    if (a.ndim == 2) != (b.ndim == 2):
+        return "vif", "from the pixels: one gray and one colour input"
+    gap = abs(float(a.mean()) - float(b.mean()))
+    if gap > 0.15:
+        return "mef", f"from the pixels: mean brightness differs by {gap:.2f}"
+    return "mff", f"from the pixels: similar brightness (differs by {gap:.2f})"
+
+
 def infer_task(path_a: str | Path, path_b: str | Path) -> str | None:
     """Guess the task of two explicit files from their folder names (ir/vi, under/over, ...)."""
     pa, pb = Path(path_a).parent.name.lower(), Path(path_b).parent.name.lower()

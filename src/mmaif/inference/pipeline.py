@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmaif.data.degrade.pipeline import TASK_PROMPTS, default_prompt  # noqa: F401  (public here too)
+from mmaif.data.degrade.pipeline import TASK_PROMPTS, default_prompt
 from mmaif.data.images import atomic_write_bytes, read_image, to_gray, to_rgb
 from mmaif.errors import InputError
 from mmaif.model.components import Components, load_run_weights
@@ -125,8 +125,8 @@ class FusionPipeline:
 
     def __init__(self, model: FusionDiT, tokenizer: str = "pixel", text: str = "minilm",
                  objective: str | None = None, device: str | torch.device | None = None,
-                 latent_stats: dict | None = None):
-        from mmaif.model.text import make_text_encoder
+                 latent_stats: dict | None = None, prompt_cache: dict | None = None):
+        from mmaif.model.text import LazyTextEncoder
 
         own = "flow" if model.cfg.flow else "reg"
         if objective not in (None, own):
@@ -138,7 +138,8 @@ class FusionPipeline:
         tok = make_tokenizer(tokenizer, self.device)
         if latent_stats:  # saved with the pipeline: independent of the tokenizer folder
             tok.set_stats(torch.tensor(latent_stats["mean"]), torch.tensor(latent_stats["std"]))
-        enc = make_text_encoder(text, self.device)
+        # loaded on the first prompt the folder did not bring encoded (prompt_cache)
+        enc = LazyTextEncoder(text, self.device, prompt_cache)
         self.model = model.eval()
         self.net = self.model  # what runs: the model, or its torch.compile'd wrapper
         self.c = Components(self.model, tok, enc, own)
@@ -189,13 +190,18 @@ class FusionPipeline:
             model = FusionDiT(DiTConfig.from_dict(mcfg))
             model.load_state_dict(state)
             spec = {"tokenizer": training["tokenizer"], "text": training["text"]}
+        from mmaif.model.text import PROMPT_CACHE, load_prompt_cache
+
+        cache = load_prompt_cache(path / PROMPT_CACHE) if (path / "model.safetensors").is_file() \
+            else None
         pipe = cls(model, spec.get("tokenizer", "pixel"), spec.get("text", "minilm"),
-                   spec.get("objective"), device, spec.get("latent_stats"))
+                   spec.get("objective"), device, spec.get("latent_stats"), cache)
         pipe.training = training
         return pipe
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """config.json + model.safetensors (+ a short README.md unless the folder already holds
+        """config.json + model.safetensors + prompt_embeddings.safetensors (the task prompts
+        and the empty prompt, encoded) (+ a short README.md unless the folder already holds
         one, e.g. a model card). Self-contained: a tokenizer or text encoder loaded from a
         folder is copied into ``tokenizer/`` / ``text_encoder/`` and the latent statistics go
         into config.json, so the folder can be moved or shared as it is."""
@@ -213,6 +219,10 @@ class FusionPipeline:
         if self.training:
             extra["training"] = self.training
         save_model(self.model, folder, extra=extra)
+        from mmaif.model.text import PROMPT_CACHE, save_prompt_cache
+
+        # the prompts used without --prompt, encoded: fusing with them needs no text encoder
+        save_prompt_cache(self.c.text, [*TASK_PROMPTS.values(), ""], folder / PROMPT_CACHE)
         if (folder / "README.md").exists():
             return folder
         atomic_write_bytes(folder / "README.md", (
@@ -308,8 +318,11 @@ class FusionPipeline:
                  output: str = "pil", refine=None, t0: float = 0.5, **tiling):
         """Fuse ``a`` and ``b`` (roles as in the CLI). Returns a PIL image (``output='pil'``) or
         a float array in [0, 1] (``output='numpy'``) of the inputs' size. Lists of inputs (and
-        prompts) give lists of outputs. For flow models, ``refine`` (an image, e.g. a
-        regression model's output) starts the flow from that image at time ``t0``."""
+        prompts) give lists of outputs. ``task=None`` guesses it from the pixels
+        (:func:`mmaif.data.pairs.guess_task`); it picks the default prompt, the words that
+        name the inputs in a prompt and, for a model with a teacher gate, the teacher. For flow
+        models, ``refine`` (an image, e.g. a regression model's output) starts the flow from
+        that image at time ``t0``."""
         if isinstance(a, (list, tuple)):
             prompts = prompt if isinstance(prompt, (list, tuple)) else [prompt] * len(a)
             return [self(x, y, p, task, steps, sampler, shift, seed, output, refine, t0,
@@ -318,6 +331,10 @@ class FusionPipeline:
         if xa.shape[:2] != xb.shape[:2]:
             raise InputError(f"image sizes differ: {xa.shape[1]}x{xa.shape[0]} vs "
                              f"{xb.shape[1]}x{xb.shape[0]}")
+        if task is None:  # the one guessing rule of the CLI and the server (pixels here)
+            from mmaif.data.pairs import guess_task
+
+            task = guess_task(xa, xb)[0]
         prompt = default_prompt(task) if prompt is None else prompt  # "" stays empty
         init = None if refine is None else _rgb_tensor(_as_array(refine))
         fused = self.fuse_tensors(_rgb_tensor(xa), _rgb_tensor(xb), prompt, steps, sampler,

@@ -44,14 +44,10 @@ class HTTPError(Exception):
 
 
 def guess_task(a: np.ndarray, b: np.ndarray) -> str:
-    """Task of a pair from its pixels: one gray + one colour input is infrared + visible (VIF);
-    otherwise inputs whose brightness differs a lot are an exposure pair (MEF); the rest are
-    focus pairs (MFF)."""
-    if (a.ndim == 2) != (b.ndim == 2):
-        return "vif"
-    if abs(float(a.mean()) - float(b.mean())) > 0.15:
-        return "mef"
-    return "mff"
+    """The task of a pair from its pixels (:func:`mmaif.data.pairs.guess_task`)."""
+    from mmaif.data.pairs import guess_task as guess
+
+    return guess(a, b)[0]
 
 
 def _decode(data: bytes, field: str, filename: str, max_pixels: int):

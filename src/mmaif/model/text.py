@@ -126,3 +126,87 @@ def make_text_encoder(spec: str = "minilm", device: str | torch.device = "cpu") 
     if kind in ("t5", "t5-bf16") and folder:
         return T5Encoder(folder, device, torch.bfloat16 if kind == "t5-bf16" else torch.float32)
     raise InputError(f"unknown text encoder {spec!r}; use minilm, t5:FOLDER or t5-bf16:FOLDER")
+
+
+class LazyTextEncoder:
+    """A text encoder loaded on first need: prompts whose encodings were saved with a pipeline
+    (``known``: the task prompts and the empty prompt, see :func:`prompt_cache`) are answered
+    without loading it, so a fusion without ``--prompt`` never starts the encoder."""
+
+    def __init__(self, spec: str = "minilm", device: str | torch.device = "cpu",
+                 known: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None):
+        self.spec, self.device = spec, torch.device(device)
+        self.known = dict(known or {})
+        self.encoder: TextEncoder | None = None
+
+    def load(self) -> TextEncoder:
+        if self.encoder is None:
+            self.encoder = make_text_encoder(self.spec, self.device)
+            self.encoder.cache.update(self.known)
+        return self.encoder
+
+    @property
+    def dim(self) -> int:
+        if self.known:
+            return next(iter(self.known.values()))[1].shape[-1]
+        return self.load().dim
+
+    def to(self, device: str | torch.device) -> LazyTextEncoder:
+        self.device = torch.device(device)
+        if self.encoder is not None:
+            self.encoder.to(self.device)
+        return self
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        prompts = [p or "" for p in prompts]
+        if self.encoder is None and all(p in self.known for p in prompts):
+            length = max(self.known[p][0].shape[0] for p in prompts)
+            dim = self.known[prompts[0]][1].shape[-1]
+            tokens = torch.zeros(len(prompts), length, dim)
+            mask = torch.zeros(len(prompts), length, dtype=torch.bool)
+            for i, p in enumerate(prompts):
+                t = self.known[p][0]
+                tokens[i, : t.shape[0]], mask[i, : t.shape[0]] = t, True
+            return tokens, mask, torch.stack([self.known[p][1] for p in prompts])
+        return self.load().encode(prompts)
+
+
+PROMPT_CACHE = "prompt_embeddings.safetensors"
+
+
+def save_prompt_cache(encoder, prompts: list[str], path: str | Path) -> None:
+    """Encodings of ``prompts`` (token states and pooled vectors, one at a time, as
+    :meth:`TextEncoder.encode` caches them) in one safetensors file; the prompt texts are in
+    its metadata."""
+    import json
+
+    from safetensors.torch import save
+
+    from mmaif.data.images import atomic_write_bytes
+
+    tensors, names = {}, []
+    for i, p in enumerate(dict.fromkeys(prompts)):
+        tokens, mask, pooled = encoder.encode([p])
+        tensors[f"{i}.tokens"] = tokens[0, mask[0]].contiguous()
+        tensors[f"{i}.pooled"] = pooled[0].contiguous()
+        names.append(p)
+    atomic_write_bytes(path, save(tensors, metadata={"prompts": json.dumps(names)}))
+
+
+def load_prompt_cache(path: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Inverse of :func:`save_prompt_cache`; an empty mapping when the file is absent."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        with safe_open(str(path), "pt") as fh:
+            names = json.loads((fh.metadata() or {}).get("prompts", "[]"))
+            return {p: (fh.get_tensor(f"{i}.tokens"), fh.get_tensor(f"{i}.pooled"))
+                    for i, p in enumerate(names)}
+    except (SafetensorError, OSError, json.JSONDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable prompt cache ({exc}); delete it (the text "
+                         "encoder then computes the prompts)") from None
