@@ -212,3 +212,46 @@ def test_server_header_and_form_limits():
     r = client.post("/api/fuse", content=body,
                     headers={"content-type": "multipart/form-data; boundary=XyZ"})
     assert r.status_code == 400 and "NUL" in r.json()["error"]
+
+
+def test_server_queue_admits_one_fusing_plus_queue_waiting():
+    """12 simultaneous requests with queue=8: the one being fused and 8 waiting are served
+    (200), the other 3 get 503 at once. The fusion is held on an event, not on time."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    from mmaif.inference.serve import Fuser, create_app
+
+    from .test_serve import IR, VI, png
+
+    release = threading.Event()
+
+    class Held(Fuser):
+        def fuse(self, files, task, prompt, method):
+            release.wait(120)
+            return b"png", {}
+
+    app = create_app(fuser=Held(), queue=8)
+    files = {"a": ("ir.png", png(IR), "image/png"), "b": ("vi.png", png(VI), "image/png")}
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            tasks = [asyncio.create_task(client.post("/api/fuse", files=files))
+                     for _ in range(12)]
+            done: set = set()
+            while len(done) < 3:  # the rejected ones answer while the others are held
+                new, _ = await asyncio.wait(set(tasks) - done, timeout=120,
+                                            return_when=asyncio.FIRST_COMPLETED)
+                assert new, "no request was refused"
+                done |= new
+            early = [t.result().status_code for t in done]
+            release.set()
+            codes = [r.status_code for r in await asyncio.gather(*tasks)]
+        return early, codes
+
+    early, codes = asyncio.run(main())
+    assert early == [503, 503, 503]
+    assert sorted(codes) == [200] * 9 + [503] * 3

@@ -48,6 +48,9 @@ def add_parsers(sub) -> None:
     f.add_argument("--compile", action="store_true",
                    help="torch.compile the model (pays off on GPUs and large folders)")
     f.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    f.add_argument("--progress", choices=("bar", "none"), default="bar",
+                   help="progress bars on stderr (pairs of a folder; tiles of a large image "
+                   "when they take more than 2 s)")
     f.add_argument("--stop-on-error", action="store_true",
                    help="folder mode: stop at the first pair that fails (default: fuse every "
                    "readable pair, list the failures in OUT/failed.txt and exit with 3)")
@@ -128,7 +131,8 @@ def _fuser(args: argparse.Namespace):
         prompt = default_prompt(task) if args.prompt is None else args.prompt
         say(task, f"prompt: {prompt!r}" + (" (the task's default; give --prompt to name the "
                                             "degradations)" if args.prompt is None else ""))
-        return pipe(a, b, prompt=prompt, task=task, output="numpy", tile=args.tile, **opts)
+        return pipe(a, b, prompt=prompt, task=task, output="numpy", tile=args.tile,
+                    progress=args.progress != "none", **opts)
     return model
 
 
@@ -199,7 +203,8 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
     fuse = _fuser(args)
     failed: list[tuple[str, str]] = []
-    for p in tqdm(pairs, desc="fuse", unit="pair", file=sys.stderr):
+    for p in tqdm(pairs, desc="fuse", unit="pair", file=sys.stderr,
+                  disable=args.progress == "none"):
         try:
             a, b = read_pair(p.a, p.b, resize=args.resize, max_pixels=args.max_pixels)
             fused = fuse(a.data, b.data, p.task or args.task or guess_task(a.data, b.data)[0])

@@ -282,10 +282,11 @@ class FusionPipeline:
                      sampler: str = "euler", shift: float = 1.0, seed: int = 0,
                      tile: int = 512, overlap: int = 64, tile_threshold: int = 1024 * 1024,
                      init: torch.Tensor | None = None, t0: float = 0.5,
-                     cands: dict | None = None) -> torch.Tensor:
+                     cands: dict | None = None, progress: bool = True) -> torch.Tensor:
         """(1, 3, H, W) in [-1, 1] -> fused (1, 3, H, W) in [-1, 1], tiled when large.
         ``cands``: the classical candidates of the whole images (:meth:`candidates`), for a
-        model whose head gates them."""
+        model whose head gates them. ``progress``: a tile progress bar on stderr when tiling
+        takes more than 2 s."""
         pooled = self.c.text.encode([prompt])[2].to(self.device)
         h, w = a.shape[-2:]
         if h * w <= tile_threshold:
@@ -298,19 +299,27 @@ class FusionPipeline:
         weight = torch.zeros(1, 1, h, w)
         ys = list(range(0, max(1, h - overlap), stride)) or [0]
         xs = list(range(0, max(1, w - overlap), stride)) or [0]
-        for y in ys:
-            for x in xs:
-                y1, x1 = min(y + tile, h), min(x + tile, w)
-                y0, x0 = max(0, y1 - tile), max(0, x1 - tile)  # full-size tiles at the edges
-                crop = None if init is None else init[..., y0:y1, x0:x1]
-                tile_cands = None if cands is None else _cut(cands, (y0, y1, x0, x1))
-                pred = self._run(a[..., y0:y1, x0:x1], b[..., y0:y1, x0:x1], pooled, steps,
-                                 sampler, shift, seed, crop, t0, tile_cands)
-                wy = _ramp(y1 - y0, overlap, y0 == 0, y1 == h)
-                wx = _ramp(x1 - x0, overlap, x0 == 0, x1 == w)
-                wt = (wy[:, None] * wx[None, :])[None, None]
-                out[..., y0:y1, x0:x1] += pred * wt
-                weight[..., y0:y1, x0:x1] += wt
+        import sys
+
+        from tqdm import tqdm
+
+        # shown on stderr only when the tiles take more than 2 s (tqdm's delay)
+        with tqdm(total=len(ys) * len(xs), desc=f"fuse {w}x{h}", unit="tile", delay=2,
+                  file=sys.stderr, disable=not progress, leave=False) as bar:
+            for y in ys:
+                for x in xs:
+                    y1, x1 = min(y + tile, h), min(x + tile, w)
+                    y0, x0 = max(0, y1 - tile), max(0, x1 - tile)  # full-size edge tiles
+                    crop = None if init is None else init[..., y0:y1, x0:x1]
+                    tile_cands = None if cands is None else _cut(cands, (y0, y1, x0, x1))
+                    pred = self._run(a[..., y0:y1, x0:x1], b[..., y0:y1, x0:x1], pooled, steps,
+                                     sampler, shift, seed, crop, t0, tile_cands)
+                    wy = _ramp(y1 - y0, overlap, y0 == 0, y1 == h)
+                    wx = _ramp(x1 - x0, overlap, x0 == 0, x1 == w)
+                    wt = (wy[:, None] * wx[None, :])[None, None]
+                    out[..., y0:y1, x0:x1] += pred * wt
+                    weight[..., y0:y1, x0:x1] += wt
+                    bar.update(1)
         return out / weight.clamp_min(1e-8)
 
     def __call__(self, a, b, prompt: str | None = None, task: str | None = None,
