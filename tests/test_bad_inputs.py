@@ -255,3 +255,30 @@ def test_server_queue_admits_one_fusing_plus_queue_waiting():
     early, codes = asyncio.run(main())
     assert early == [503, 503, 503]
     assert sorted(codes) == [200] * 9 + [503] * 3
+
+
+def test_resume_messages(cli, tmp_path, monkeypatch):
+    """A refused change on --resume is refused before it is announced; a run whose saved
+    (relative) data path does not resolve from here says how to point at it."""
+    from mmaif.training.trainer import train
+
+    from .test_train import small
+
+    root = tmp_path / "src"
+    for k in range(2):
+        save(root / "mff" / "near" / f"p{k}.png", texture(64, 64, 3, k))
+        save(root / "mff" / "far" / f"p{k}.png", texture(64, 64, 3, 5 + k))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("synth", "--task", "mff", "--src", root, "--out", "data", "--n", 4,
+                       "--seed", 0, "--progress", "none")
+    assert code == 0, err
+    train(small("data", "run", max_steps=1, batch=2, patch=32), progress="none")
+    code, _, err = cli("train", "--out", "run", "--resume", "--max-steps", "-1")
+    assert code == 2 and err.strip().splitlines() == [
+        "mmaif train: error: --max-steps, --batch and --accum must be positive"]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    code, _, err = cli("train", "--out", tmp_path / "run", "--resume", "--max-steps", "2")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "pass --data" in lines[0]

@@ -133,4 +133,4 @@ def test_cli_says_how_it_guessed_the_task(cli, tmp_path):
     a = save(tmp_path / "a.png", texture(20, 24, 0, 1))
     b = save(tmp_path / "b.png", texture(20, 24, 3, 2))
     code, _, err = cli("fuse", a, b, "-o", tmp_path / "f.png", "--method", "gff")
-    assert code == 0 and "task vif guessed from the pixels" in err and "--task" in err
+    assert code == 0 and "task vif (guessed from the pixels" in err and "--task overrides" in err

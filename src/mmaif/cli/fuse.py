@@ -88,13 +88,15 @@ def _fuser(args: argparse.Namespace):
 
     said = set()
 
-    def say(task: str | None, what: str) -> None:
-        """Tell (once per distinct setting) which task and prompt or method a fusion used."""
+    def say(task: str | None, what: str, how: str = "") -> None:
+        """Tell (once per distinct setting) which task and prompt or method a fusion used,
+        and how the task was guessed when it was."""
         if (task, what) not in said:
             said.add((task, what))
             from tqdm import tqdm
 
-            tqdm.write(f"task {task or 'unknown'}; {what}", file=sys.stderr)
+            guessed = f" (guessed {how}; --task overrides)" if how else ""
+            tqdm.write(f"task {task or 'unknown'}{guessed}; {what}", file=sys.stderr)
 
     flow_flags = [f"--{k}" for k in ("steps", "sampler", "shift", "seed")
                   if getattr(args, k) is not None]
@@ -108,8 +110,8 @@ def _fuser(args: argparse.Namespace):
                              "takes no prompt or sampler settings (leave it out)")
         colour = args.colour or "auto"
 
-        def classical(a, b, task):
-            say(task, f"method {args.method} (colour {colour})")
+        def classical(a, b, task, how=""):
+            say(task, f"method {args.method} (colour {colour})", how)
             return fuse_arrays(a, b, args.method, colour)
         return classical
     if args.colour:
@@ -127,10 +129,10 @@ def _fuser(args: argparse.Namespace):
             "shift": 1.0 if args.shift is None else args.shift,
             "seed": args.seed or 0}
 
-    def model(a, b, task):
+    def model(a, b, task, how=""):
         prompt = default_prompt(task) if args.prompt is None else args.prompt
         say(task, f"prompt: {prompt!r}" + (" (the task's default; give --prompt to name the "
-                                            "degradations)" if args.prompt is None else ""))
+                                            "degradations)" if args.prompt is None else ""), how)
         return pipe(a, b, prompt=prompt, task=task, output="numpy", tile=args.tile,
                     progress=args.progress != "none", **opts)
     return model
@@ -161,11 +163,8 @@ def cmd_fuse(args: argparse.Namespace) -> int:
             raise UsageError("--ext applies to folder mode; a pair's output type comes from -o")
         out = check_output_path(args.out, tuple(args.inputs))
         a, b = read_pair(*args.inputs, resize=args.resize, max_pixels=args.max_pixels)
-        task = args.task
-        if task is None:
-            task, how = guess_task(a.data, b.data, *args.inputs)
-            print(f"task {task} guessed {how}; --task overrides", file=sys.stderr)
-        fused = _fuser(args)(a.data, b.data, task)
+        task, how = (args.task, "") if args.task else guess_task(a.data, b.data, *args.inputs)
+        fused = _fuser(args)(a.data, b.data, task, how)
         write_image(out, fused, _out_bits(args.bits, a, b))
         print(f"wrote {out} ({a.size[0]}x{a.size[1]}, {'gray' if fused.ndim == 2 else 'RGB'})",
               file=sys.stderr)

@@ -127,6 +127,12 @@ class TrainConfig:
                                  f"{must}")
         if self.schedule_steps is not None and self.schedule_steps < 1:
             raise UsageError("schedule_steps must be positive")
+        for folder in [self.data] if isinstance(self.data, str) else list(self.data or []):
+            if not Path(folder).is_dir():
+                raise InputError(f"--data {folder}: no such folder" + (
+                    " (a relative path saved in the run; on --resume from another working "
+                    "folder, pass --data with its path from here)" if not Path(folder)
+                    .is_absolute() else "") + "; --data takes a `mmaif synth` output folder")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is a file; a run is a folder (give a new "
@@ -379,11 +385,6 @@ def _dataset(cfg: TrainConfig):
     if cfg.data:
         folders = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
         for folder in folders:
-            if not Path(folder).is_dir():
-                raise InputError(f"--data {folder}: no such folder" + (
-                    " (a relative path saved in the run; on --resume from another working "
-                    "folder, pass --data with its path from here)" if not Path(folder)
-                    .is_absolute() else "") + "; --data takes a `mmaif synth` output folder")
             if not (Path(folder) / "manifest.jsonl").is_file():
                 raise InputError(f"{folder}: no manifest.jsonl; --data takes a `mmaif synth` "
                                  "output folder")
