@@ -39,8 +39,8 @@ def degraded(model: str | None, root: str, names: str, repeats: int) -> dict[str
     per: dict[str, list[float]] = {t: [] for t in TASKS}
     for row in eval_rows(root, names_file=names, repeats=repeats):
         s = render(row)
-        per[row["task"]].append(psnr_gt(pipe(s["a"], s["b"], prompt=row["prompt"],
-                                             output="numpy"), s["gt"]))
+        fused = pipe(s["a"], s["b"], prompt=row["prompt"], task=row["task"], output="numpy")
+        per[row["task"]].append(psnr_gt(fused, s["gt"]))
     return {t: float(np.mean(v)) for t, v in per.items() if v}
 
 

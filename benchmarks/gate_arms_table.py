@@ -1,0 +1,92 @@
+"""Issue 18's arms in two tables, from `scripts/gate_arms.sh`'s outputs: per arm, clean
+fidelity, degraded PSNR (given prompt and task prompt) and its difference to two-stage,
+blockiness and latency; then PSNR per degradation type against two-stage.
+
+    python benchmarks/gate_arms_table.py continue fixes fixes_teacher all
+        [--evals eval_arms] [--runs runs]
+
+An arm ARM reads ``EVALS/ARM/summary.csv`` and ``summary_degradations.csv`` (its `mmaif eval`
+on the dev split, 4 draws per pair) and the run folder ``RUNS/arm_ARM`` (clean fidelity on the
+13 dev pairs, ``mmaif.evaluation.fidelity``; latency of one 640x480 VIF pair end to end,
+median of 3, with the task prompt and with a prompt naming two degradations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mmaif.evaluation.fidelity import clean_fidelity, task_means
+from mmaif.inference.pipeline import FusionPipeline
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = ("vif", "mef", "mff")
+TWO = "Remove the haze from the visible image, destripe the infrared image, and fuse them."
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def latency(model: str, prompt: str | None) -> float:
+    pipe = FusionPipeline.from_pretrained(model)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((480, 640), np.float32), rng.random((480, 640, 3), np.float32)
+    pipe(a, b, prompt=prompt, task="vif", output="numpy")
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        pipe(a, b, prompt=prompt, task="vif", output="numpy")
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("arms", nargs="+")
+    ap.add_argument("--evals", default="eval_arms")
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "fusion-samples"))
+    ap.add_argument("--pairs", default=str(REPO / "splits" / "fusion_samples_dev.txt"))
+    args = ap.parse_args()
+    print("| arm | clean VIF | clean MEF | clean MFF | degraded VIF | MEF | MFF | Δ two-stage "
+          "VIF | MEF | MFF | @task VIF | MEF | MFF | block | s task | s 2 named |")
+    print("|---|" + "---|" * 15)
+    degs: dict[str, dict[str, float]] = {}
+    two_stage: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for arm in args.arms:
+        run = str(Path(args.runs) / f"arm_{arm}")
+        summ = {(r["task"], r["method"]): r for r in rows(Path(args.evals) / arm / "summary.csv")}
+        fid = clean_fidelity(args.data, args.pairs, run)
+        clean = task_means(fid)
+        block = float(np.mean([r["block_model"] / r["block_teacher"] for r in fid]))
+        given = {t: float(summ[(t, "mmaif-reg")]["PSNR_gt"]) for t in TASKS}
+        task = {t: float(summ[(t, "mmaif-reg@task")]["PSNR_gt"]) for t in TASKS}
+        ts = {t: float(summ[(t, "two-stage")]["PSNR_gt"]) for t in TASKS}
+        cells = ([f"{clean[t]:.2f}" for t in TASKS] + [f"{given[t]:.2f}" for t in TASKS]
+                 + [f"{given[t] - ts[t]:+.2f}" for t in TASKS] + [f"{task[t]:.2f}" for t in TASKS]
+                 + [f"{block:.2f}", f"{latency(run, None):.2f}", f"{latency(run, TWO):.2f}"])
+        print(f"| `{arm}` | " + " | ".join(cells) + " |", flush=True)
+        for r in rows(Path(args.evals) / arm / "summary_degradations.csv"):
+            if r["method"] == "mmaif-reg":
+                degs.setdefault(r["degradation"], {})[arm] = float(r["PSNR_gt"])
+                counts[r["degradation"]] = int(r["n"])
+            elif r["method"] == "two-stage":
+                two_stage[r["degradation"]] = float(r["PSNR_gt"])
+    print()
+    print("| degradation | n | two-stage | " + " | ".join(f"`{a}` (Δ)" for a in args.arms) + " |")
+    print("|---|---|---|" + "---|" * len(args.arms))
+    for d in sorted(degs):
+        print(f"| {d} | {counts[d]} | {two_stage[d]:.2f} | " + " | ".join(
+            f"{degs[d][a]:.2f} ({degs[d][a] - two_stage[d]:+.2f})" for a in args.arms) + " |")
+
+
+if __name__ == "__main__":
+    main()
