@@ -217,7 +217,7 @@ def test_training_items_get_the_candidates_of_their_prompt():
     rng = np.random.default_rng(0)
     a, b = texture(40, 40, 0, seed=6), texture(40, 40, 3, seed=7)
     item = {"a": torch.from_numpy(a)[None].repeat(3, 1, 1),
-            "b": torch.from_numpy(b).permute(2, 0, 1), "task": "vif", "teacher": "gff",
+            "b": torch.from_numpy(b).permute(2, 0, 1), "task": "vif",
             "prompt": "Suppress the stripes in the IR input and fuse them."}
     add_candidates(item)
     fa, _, ts = candidates(a, b, {"a": ["stripes"], "b": []}, "gff")

@@ -1,9 +1,8 @@
 """Torch datasets: synthesized samples on the fly, or read from a ``mmaif synth`` folder.
 
 Items are dicts: ``a``, ``b``, ``gt`` float tensors (C, H, W) in [0, 1], ``prompt``, ``task``,
-``id``, ``ops`` (JSON text of the applied degradations) and ``teacher`` (what made the GT).
-With ``channels=3`` gray images are replicated so tasks can share a batch; ``patch`` cuts a
-fixed-size square so batches stack.
+``id`` and ``ops`` (JSON text of the applied degradations). With ``channels=3`` gray images
+are replicated so tasks can share a batch; ``patch`` cuts a fixed-size square so batches stack.
 """
 
 from __future__ import annotations
@@ -46,8 +45,7 @@ def _item(row: dict, images: dict[str, np.ndarray], patch: int | None,
         images = _patch({k: images[k] for k in ("a", "b", "gt")}, patch, rng)
     return {"a": _to_tensor(images["a"], channels), "b": _to_tensor(images["b"], channels),
             "gt": _to_tensor(images["gt"], channels), "prompt": row["prompt"],
-            "task": row["task"], "id": row["id"], "ops": json.dumps(row["ops"]),
-            "teacher": row.get("teacher", "")}
+            "task": row["task"], "id": row["id"], "ops": json.dumps(row["ops"])}
 
 
 class SynthDataset(Dataset):

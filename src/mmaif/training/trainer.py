@@ -429,14 +429,16 @@ def _array(x: torch.Tensor) -> np.ndarray:
 
 def add_candidates(item: dict) -> dict:
     """``item['fa'], item['fb'], item['ts']``: the classical fixes of the degradations the
-    item's prompt names, and the item's teacher on them (:func:`mmaif.classical.restore.
-    candidates`, what ``FusionPipeline`` computes at inference), as (3, H, W) in [0, 1]."""
+    item's prompt names, and the task's default teacher on them (:func:`mmaif.classical.
+    restore.candidates`; exactly what ``FusionPipeline.candidates`` computes at inference), as
+    (3, H, W) in [0, 1]."""
     from mmaif.classical.restore import candidates
     from mmaif.data.degrade.names import named_degradations
+    from mmaif.data.teachers import DEFAULT_TEACHERS
 
     names = named_degradations(item["prompt"], item.get("task"))
     fa, fb, ts = candidates(_array(item["a"]), _array(item["b"]), names,
-                            item.get("teacher") or "gff")
+                            DEFAULT_TEACHERS.get(item.get("task"), "gff"))
     for key, x in (("fa", fa), ("fb", fb), ("ts", ts)):
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         item[key] = t[None].repeat(3, 1, 1) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
