@@ -239,14 +239,20 @@ class Evidence(nn.Module):
         if len(images) != self.n_images:
             raise ValueError(f"evidence: {len(images)} images given, the model reads "
                              f"{self.n_images} (inputs, then their fixes, then the teacher's)")
-        feats = []
+        feats, seen = [], []
         for x in images:  # each (B, 3, H, W) in [-1, 1]
             if x.shape[-2] != grid[0] * self.f or x.shape[-1] != grid[1] * self.f:
                 raise ValueError(f"evidence: image {tuple(x.shape[-2:])} is not the latent grid "
                                  f"{grid} x evidence_f {self.f}")
             if self.names:
                 with torch.no_grad():
-                    feats.append(self.classical(x).to(x.dtype))
+                    # a candidate equal to an earlier image (an input nothing was named for)
+                    # reuses its maps
+                    same = next((m for prev, m in seen if prev.shape == x.shape
+                                 and torch.equal(prev, x)), None)
+                    maps = same if same is not None else self.classical(x).to(x.dtype)
+                    seen.append((x, maps))
+                    feats.append(maps)
             if self.stem is not None:
                 feats.append(self.stem(x))
         y = F.pixel_unshuffle(torch.cat(feats, dim=1), self.f)
