@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MMAIF=${MMAIF:-.venv/bin/mmaif}
-ARMS=${ARMS:-"continue fixes fixes_teacher all"}
+ARMS=${ARMS:-"continue fixes fixes_teacher fixes_tone"}
 [ -d data/stacks ] || $MMAIF stacks --out data/stacks --variants 2 --seed 0
 # resumable: a finished folder is left as it is
 $MMAIF synth --src ../shared/fusion-samples --src ../shared/train-corpus --src data/stacks \
