@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 from mmaif.data.datasets import SynthFolder
 from mmaif.data.synth import SynthConfig, synthesize
 from mmaif.evaluation.metrics import blockiness
-from mmaif.model.dit import FusionDiT, fullres_output, latent_output, make_config
+from mmaif.model.components import Components
+from mmaif.model.dit import FusionDiT, make_config
 from mmaif.model.text import make_text_encoder
 from mmaif.model.tokenizers import PixelTokenizer, crop_to, pad_to_multiple
 
@@ -36,12 +37,10 @@ VARIANTS = {"fullres head": dict(head="fullres"),
 
 
 def predict(model, tok, a, b, pooled):
-    """Images in [-1, 1] (B, 3, H, W) -> fused image in [-1, 1]."""
-    cond = torch.cat([tok.encode(a), tok.encode(b)], dim=1)
-    out, aux = model(cond, pooled)
-    if model.cfg.head == "fullres":
-        return fullres_output(out, [a, b], tok.f), aux
-    return tok.decode(latent_output(out, cond, model.cfg)), aux
+    """Images in [-1, 1] (B, 3, H, W) -> (fused image in [-1, 1], aux): the one regression
+    step of training and inference (``Components.regress``), so any head config works."""
+    image, _, aux = Components(model, tok, None, "reg").regress(model, a, b, pooled)
+    return image, aux
 
 
 def main() -> int:

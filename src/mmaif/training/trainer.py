@@ -14,6 +14,7 @@ temporary folder and renamed), ``log.jsonl``, ``tb/`` (TensorBoard, when install
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -702,7 +703,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 batch = _collate(items, device)
                 pooled = text.encode(batch["prompt"])[2].to(device)
                 sync = m == cfg.accum - 1 or world == 1
-                ctx = ddp.no_sync() if (world > 1 and not sync) else _nullctx()
+                ctx = ddp.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
                 with ctx, amp:
                     loss, parts, pred = _loss(comps, net, batch, pooled, micro, step, cfg)
                     (loss / cfg.accum).backward()
@@ -735,14 +736,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if world > 1:
         torch.distributed.barrier()
     return {"step": step, "first_loss": first_loss, "last": last, "run": str(run)}
-
-
-class _nullctx:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: list[int],
