@@ -23,7 +23,8 @@ def pipe():
 
 def test_shipped_files_card_and_config(pipe):
     files = sorted(p.name for p in DEFAULT_MODEL.iterdir())
-    assert files == ["README.md", "config.json", "model.safetensors"]
+    assert files == ["README.md", "config.json", "model.safetensors",
+                     "prompt_embeddings.safetensors"]
     meta = json.loads((DEFAULT_MODEL / "config.json").read_text())
     assert meta["pipeline"] == {"tokenizer": "pixel", "text": "minilm"}
     assert pipe.objective == "reg" and not meta["model"]["flow"]
@@ -41,6 +42,27 @@ def test_shipped_files_card_and_config(pipe):
         assert must in card
     # the package ships the weights (pyproject package data)
     assert "weights/default/*" in (REPO / "pyproject.toml").read_text()
+
+
+def test_shipped_prompt_encodings_match_the_encoder():
+    """The task prompts' encodings shipped beside the weights are what the text encoder
+    computes (so answering from them changes nothing), and a fusion without a prompt does not
+    load the encoder."""
+    import torch
+
+    from mmaif.inference.pipeline import TASK_PROMPTS
+    from mmaif.model.text import make_text_encoder
+
+    fresh = FusionPipeline.from_pretrained()
+    rng = np.random.default_rng(1)
+    fresh(rng.random((24, 32), np.float32), rng.random((24, 32, 3), np.float32), task="mef",
+          output="numpy")
+    assert fresh.c.text.encoder is None
+    enc = make_text_encoder("minilm")
+    for prompt in [*TASK_PROMPTS.values(), ""]:
+        want, got = enc.encode([prompt]), fresh.c.text.encode([prompt])
+        assert torch.allclose(want[2], got[2], atol=1e-5), prompt
+        assert torch.allclose(want[0], got[0], atol=1e-5), prompt
 
 
 def test_no_argument_loads_the_default(pipe):
