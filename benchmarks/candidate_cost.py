@@ -13,14 +13,13 @@ gate.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
 from mmaif.classical.fusion import fuse_arrays
 from mmaif.classical.restore import FIXES
+from mmaif.evaluation.bench import median_time
 
 PROMPTS = {
     "task prompt": None,
@@ -31,16 +30,6 @@ PROMPTS = {
     "noise (both) + motion blur (b)": "Denoise both images, remove the motion blur from the "
                                       "visible image, and fuse them.",
 }
-
-
-def median(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -54,13 +43,14 @@ def main() -> None:
     print("| fix | gray 640×480 (s) | colour 640×480 (s) |")
     print("|---|---|---|")
     for name, fn in FIXES.items():
-        print(f"| {name} | {median(lambda fn=fn: fn(gray), args.runs):.3f} | "
-              f"{median(lambda fn=fn: fn(rgb), args.runs):.3f} |")
+        print(f"| {name} | {median_time(lambda fn=fn: fn(gray), args.runs):.3f} | "
+              f"{median_time(lambda fn=fn: fn(rgb), args.runs):.3f} |")
     print()
     print("| teacher (gray + colour, 640×480) | s |")
     print("|---|---|")
     for method in ("gff", "mertens"):
-        print(f"| {method} | {median(lambda m=method: fuse_arrays(gray, rgb, m), args.runs):.3f} |")
+        t = median_time(lambda m=method: fuse_arrays(gray, rgb, m), args.runs)
+        print(f"| {method} | {t:.3f} |")
     print()
 
     from mmaif.inference.pipeline import FusionPipeline
@@ -75,7 +65,7 @@ def main() -> None:
     a, b, pooled = torch.rand(1, 3, 480, 640) * 2 - 1, torch.rand(1, 3, 480, 640) * 2 - 1, \
         torch.randn(1, 384)
     with torch.no_grad():
-        t_bare = median(lambda: comps.regress(bare, a, b, pooled), args.runs)
+        t_bare = median_time(lambda: comps.regress(bare, a, b, pooled), args.runs)
     pipe = FusionPipeline.from_pretrained(args.model)
     cfg = pipe.model.cfg
     print(f"model: fix_gates={cfg.fix_gates}, teacher_gate={cfg.teacher_gate}, tone={cfg.tone}; "
@@ -85,7 +75,7 @@ def main() -> None:
     print("|---|---|---|")
     for label, prompt in PROMPTS.items():
         pipe(gray, rgb, prompt=prompt, task="vif", output="numpy")  # caches the embedding
-        t = median(lambda p=prompt: pipe(gray, rgb, prompt=p, task="vif", output="numpy"),
+        t = median_time(lambda p=prompt: pipe(gray, rgb, prompt=p, task="vif", output="numpy"),
                    args.runs)
         print(f"| {label} | {t:.3f} | {t / t_bare:.2f} |")
 

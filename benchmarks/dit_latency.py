@@ -9,27 +9,15 @@ no torch.compile). The tokenizer is the lossless pixel one, so this is the whole
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 
-from mmaif.evaluation.bench import matmul_gflops
+from mmaif.evaluation.bench import matmul_gflops, median_time
 from mmaif.model.dit import FusionDiT, make_config
 from mmaif.model.tokenizers import PixelTokenizer
 
 SIZES = [(256, 256), (640, 480), (1024, 768)]
-
-
-def median_time(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> int:

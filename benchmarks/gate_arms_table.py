@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 
+from mmaif.evaluation.bench import median_time
 from mmaif.evaluation.fidelity import clean_fidelity, task_means
 from mmaif.inference.pipeline import FusionPipeline
 
@@ -38,13 +37,7 @@ def latency(model: str, prompt: str | None) -> float:
     pipe = FusionPipeline.from_pretrained(model)
     rng = np.random.default_rng(0)
     a, b = rng.random((480, 640), np.float32), rng.random((480, 640, 3), np.float32)
-    pipe(a, b, prompt=prompt, task="vif", output="numpy")
-    times = []
-    for _ in range(3):
-        t = time.perf_counter()
-        pipe(a, b, prompt=prompt, task="vif", output="numpy")
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_time(lambda: pipe(a, b, prompt=prompt, task="vif", output="numpy"), 3)
 
 
 def main() -> None:

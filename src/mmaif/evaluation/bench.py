@@ -31,6 +31,17 @@ FULL_SIZES = [*DEFAULT_SIZES, "1920x1080", "3840x2160"]
 PIXEL_SPACE_MAX_TOKENS = 16384  # beyond this, f = 1 attention is impractical on a CPU
 
 
+def median_time(fn, runs: int) -> float:
+    """Median wall time of ``runs`` calls of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
