@@ -45,7 +45,8 @@ def test_pipeline_puts_every_tensor_on_the_device():
     built = FusionPipeline(FusionDiT(cfg), device="meta")  # built for a device
     moved = FusionPipeline(FusionDiT(cfg), device="cpu").to("meta")  # moved afterwards
     for pipe in (built, moved):
-        parts = {"model": pipe.model, "tokenizer": pipe.c.tok, "text": pipe.c.text.model}
+        assert pipe.c.text.encoder is None  # loaded on the first prompt, on the pipeline's device
+        parts = {"model": pipe.model, "tokenizer": pipe.c.tok, "text": pipe.c.text.load().model}
         for name, module in parts.items():
             ts = _tensors(module)
             assert ts and all(t.device.type == "meta" for t in ts), name
