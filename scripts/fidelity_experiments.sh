@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Equal-budget experiments: what lets the model learn its teacher's fusion (README, "What the
+# Equal-budget experiments: what lets the model learn its teacher's fusion (docs/experiments.md, "What the
 # model sees"). Same data (train split + ../shared/train-corpus + rendered stacks), seed and
 # steps for every arm; then one table on the dev split (benchmarks/fidelity_arms.py).
 #   scripts/fidelity_experiments.sh                 # every arm (about 10 min each on 2 cores)
