@@ -1,5 +1,6 @@
 """Local evidence in the tokens (classical maps and a learned stem), blend-weight distillation
-and warm starts: the options the fidelity experiments compare (docs/experiments.md, "What the model sees")."""
+and warm starts: the options the fidelity experiments compare (docs/experiments.md, "What the
+model sees")."""
 
 from __future__ import annotations
 
