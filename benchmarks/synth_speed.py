@@ -26,7 +26,7 @@ def make_sources(dst: Path, shared: Path) -> None:
         items = [(p.task, p.name.split("/")[-1], read_image(p.a).data, read_image(p.b).data)
                  for p in pairs[::3]]
     else:
-        from mmaif.inference.demo import demo_pairs
+        from mmaif.data.stacks import demo_pairs
 
         items = [(p.task, p.name, p.a, p.b) for p in demo_pairs()]
     for task, name, a, b in items:

@@ -15,8 +15,8 @@ from pathlib import Path
 from mmaif.data.images import write_image
 from mmaif.data.pairs import SAMPLES_TASK_DIRS
 from mmaif.data.sheet import contact_sheet
+from mmaif.data.stacks import demo_pairs
 from mmaif.data.synth import SynthConfig, synthesize
-from mmaif.inference.demo import demo_pairs
 
 
 def main() -> int:

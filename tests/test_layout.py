@@ -29,8 +29,19 @@ def test_importing_mmaif_is_light_and_lazy():
 
 def test_inference_never_imports_training():
     mods = _modules_after("import mmaif.inference.pipeline, mmaif.inference.serve, "
-                          "mmaif.inference.demo, mmaif.evaluation.evaluate")
+                          "mmaif.evaluation.demo, mmaif.evaluation.evaluate")
     assert not [m for m in mods if m.startswith("mmaif.training")]
+
+
+def test_stages_import_one_way_where_they_were_untangled():
+    """classical never imports evaluation, inference never imports evaluation (metrics live
+    below the pipeline that is measured). data <-> classical is still two-way (synthesis in
+    data/ uses the classical teachers)."""
+    for stage, below in (("classical", "evaluation"), ("inference", "evaluation")):
+        offenders = [str(p.relative_to(PKG)) for p in (PKG / stage).rglob("*.py")
+                     if f"from mmaif.{below}" in p.read_text()
+                     or f"import mmaif.{below}" in p.read_text()]
+        assert not offenders, (stage, below, offenders)
 
 
 def test_stages_are_packages_and_no_module_shadows_the_standard_library():

@@ -180,7 +180,7 @@ def test_browser_fuses_a_pair(server, tmp_path):
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from mmaif.inference.demo import demo_pairs
+    from mmaif.data.stacks import demo_pairs
 
     pair = next(p for p in demo_pairs() if p.task == "vif")  # a photo + a synthetic heat image
     a, b = save(tmp_path / "ir.png", pair.a), save(tmp_path / "vi.png", pair.b)

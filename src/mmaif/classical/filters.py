@@ -11,12 +11,19 @@ import numpy as np
 from scipy import ndimage
 
 from mmaif.data.images import to_gray, to_rgb
-from mmaif.evaluation.metrics import gaussian_window
 
 _LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
 
 # ------------------------------------------------------------------------------ filters
+def gaussian_window(size: int, sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian of ``size`` taps (MATLAB fspecial('gaussian') is its outer
+    product)."""
+    t = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-(t * t) / (2.0 * sigma * sigma))
+    return g / g.sum()
+
+
 def box_mean(x: np.ndarray, r: int, axes: tuple[int, int] = (-2, -1)) -> np.ndarray:
     """Mean over a (2r+1)^2 window clipped at the image border (He et al.'s ``boxfilter / N``),
     via cumulative sums: O(1) per pixel for any r, valid for any size down to 1x1."""

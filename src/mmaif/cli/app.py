@@ -26,7 +26,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mmaif.inference.demo import run_demo
+    from mmaif.evaluation.demo import run_demo
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

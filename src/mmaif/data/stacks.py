@@ -4,6 +4,7 @@ linear light; focus pairs blur complementary regions."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,46 @@ def write_photo_stacks(out_dir: str | Path, variants: int = 2, seed: int = 0) ->
             write_image(out / "mff" / "far" / f"{name}.png", far)
             names += [f"mef/{name}", f"mff/{name}"]
     return names
+
+
+# ------------------------------------------------------------ the demo's pairs
+@dataclass
+class DemoPair:
+    name: str
+    task: str
+    a: np.ndarray
+    b: np.ndarray
+    gt: np.ndarray | None
+    note: str
+
+
+def demo_pairs() -> list[DemoPair]:
+    """The demo's pairs (deterministic)."""
+    astro, chelsea, coffee, camera = (photo(n) for n in ("astronaut", "chelsea", "coffee",
+                                                          "camera"))
+    pairs = []
+    u, o = exposure_pair(astro)
+    pairs.append(DemoPair("mef_astronaut", "mef", u, o, astro, "exposure pair, +/-2 stops"))
+    u, o = exposure_pair(chelsea, 1.5)
+    pairs.append(DemoPair("mef_chelsea", "mef", u, o, chelsea, "exposure pair, +/-1.5 stops"))
+    h, w = coffee.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    near, far = focus_pair(coffee, xx < w * 0.55)
+    pairs.append(DemoPair("mff_coffee", "mff", near, far, coffee, "focus pair, left/right"))
+    h, w = camera.shape
+    yy, xx = np.mgrid[:h, :w]
+    disc = (yy - h * 0.45) ** 2 + (xx - w * 0.4) ** 2 < (0.3 * min(h, w)) ** 2
+    near, far = focus_pair(camera, disc)
+    pairs.append(DemoPair("mff_camera_gray", "mff", near, far, camera, "gray focus pair"))
+    # VIF: a visible photo with a dark region, and a heat image where a 'warm' object shows.
+    h, w = chelsea.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    shade = 1 - 0.8 * (xx > w * 0.6)
+    visible = (chelsea * shade[..., None]).astype(np.float32)
+    heat = ndimage.gaussian_filter(chelsea.mean(-1), 6) * 0.35
+    body = ((yy - h * 0.55) / (h * 0.28)) ** 2 + ((xx - w * 0.8) / (w * 0.07)) ** 2 < 1
+    head = ((yy - h * 0.2) / (h * 0.08)) ** 2 + ((xx - w * 0.8) / (w * 0.04)) ** 2 < 1
+    heat = np.maximum(heat, ndimage.gaussian_filter(0.9 * (body | head), 1.5))
+    pairs.append(DemoPair("vif_chelsea", "vif", np.clip(heat, 0, 1).astype(np.float32), visible,
+                          None, "synthetic infrared (a warm figure in the dark region) + visible"))
+    return pairs

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import fftconvolve
 
+from mmaif.classical.filters import gaussian_window
 from mmaif.data.images import to_gray
 
 METRIC_NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR",
@@ -57,14 +58,6 @@ def _round_half_away(x: np.ndarray) -> np.ndarray:
 def _hist256(x: np.ndarray, rounding: Callable = np.floor) -> np.ndarray:
     idx = np.clip(rounding(x), 0, 255).astype(np.int64).ravel()
     return np.bincount(idx, minlength=256).astype(np.float64)
-
-
-def gaussian_window(size: int, sigma: float) -> np.ndarray:
-    """Normalised 1-D Gaussian of ``size`` taps (MATLAB fspecial('gaussian') is its outer
-    product)."""
-    t = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-    g = np.exp(-(t * t) / (2.0 * sigma * sigma))
-    return g / g.sum()
 
 
 def _filter_valid(x: np.ndarray, win: np.ndarray) -> np.ndarray:

@@ -222,14 +222,14 @@ def create_app(model: str | None = None, max_upload_mb: float = 32.0,
         return Response(png, media_type="image/png", headers=headers)
 
     async def demo_list(request: Request) -> JSONResponse:
-        from mmaif.inference.demo import demo_pairs
+        from mmaif.data.stacks import demo_pairs
 
         pairs = await run_in_threadpool(_demo_cache, demo_pairs)
         return JSONResponse([{"name": p.name, "task": p.task, "note": p.note} for p in pairs])
 
     async def demo_image(request: Request) -> Response:
         from mmaif.data.images import encode_image
-        from mmaif.inference.demo import demo_pairs
+        from mmaif.data.stacks import demo_pairs
 
         pairs = {p.name: p for p in await run_in_threadpool(_demo_cache, demo_pairs)}
         name, which = request.path_params["name"], request.path_params["which"]

@@ -1,7 +1,6 @@
 """``mmaif demo``: fuse pairs built from scikit-image's bundled photos with GFF and the default
-model, write images + HTML (training stacks from other photos: :mod:`mmaif.data.stacks`).
-
-The pairs are made here so the demo runs anywhere with no download: exposure pairs (MEF) by
+model, write images + HTML. The pairs (:func:`mmaif.data.stacks.demo_pairs`; training stacks
+come from other photos) need no download: exposure pairs (MEF) by
 scaling linear light, focus pairs (MFF) by blurring complementary regions, and a
 visible + infrared-like pair (VIF) from a photo and a synthetic heat image. For MEF and MFF the
 original photo is a ground truth, so PSNR / SSIM against it are reported.
@@ -10,61 +9,17 @@ original photo is a ground truth, so PSNR / SSIM against it are reported.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from mmaif.classical.fusion import fuse_arrays
 from mmaif.data.images import write_image
-from mmaif.data.stacks import exposure_pair, focus_pair, photo
+from mmaif.data.stacks import DemoPair, demo_pairs  # noqa: F401  (public here too)
 from mmaif.evaluation.metrics import compute_metrics
 from mmaif.evaluation.report import Section, write_page
 
 DEMO_METRICS = ("EN", "SD", "AG", "MI", "Qabf", "SSIM", "VIF")
-
-
-@dataclass
-class DemoPair:
-    name: str
-    task: str
-    a: np.ndarray
-    b: np.ndarray
-    gt: np.ndarray | None
-    note: str
-
-
-def demo_pairs() -> list[DemoPair]:
-    """The demo's pairs (deterministic)."""
-    astro, chelsea, coffee, camera = (photo(n) for n in ("astronaut", "chelsea", "coffee",
-                                                          "camera"))
-    pairs = []
-    u, o = exposure_pair(astro)
-    pairs.append(DemoPair("mef_astronaut", "mef", u, o, astro, "exposure pair, +/-2 stops"))
-    u, o = exposure_pair(chelsea, 1.5)
-    pairs.append(DemoPair("mef_chelsea", "mef", u, o, chelsea, "exposure pair, +/-1.5 stops"))
-    h, w = coffee.shape[:2]
-    yy, xx = np.mgrid[:h, :w]
-    near, far = focus_pair(coffee, xx < w * 0.55)
-    pairs.append(DemoPair("mff_coffee", "mff", near, far, coffee, "focus pair, left/right"))
-    h, w = camera.shape
-    yy, xx = np.mgrid[:h, :w]
-    disc = (yy - h * 0.45) ** 2 + (xx - w * 0.4) ** 2 < (0.3 * min(h, w)) ** 2
-    near, far = focus_pair(camera, disc)
-    pairs.append(DemoPair("mff_camera_gray", "mff", near, far, camera, "gray focus pair"))
-    # VIF: a visible photo with a dark region, and a heat image where a 'warm' object shows.
-    h, w = chelsea.shape[:2]
-    yy, xx = np.mgrid[:h, :w]
-    shade = 1 - 0.8 * (xx > w * 0.6)
-    visible = (chelsea * shade[..., None]).astype(np.float32)
-    heat = ndimage.gaussian_filter(chelsea.mean(-1), 6) * 0.35
-    body = ((yy - h * 0.55) / (h * 0.28)) ** 2 + ((xx - w * 0.8) / (w * 0.07)) ** 2 < 1
-    head = ((yy - h * 0.2) / (h * 0.08)) ** 2 + ((xx - w * 0.8) / (w * 0.04)) ** 2 < 1
-    heat = np.maximum(heat, ndimage.gaussian_filter(0.9 * (body | head), 1.5))
-    pairs.append(DemoPair("vif_chelsea", "vif", np.clip(heat, 0, 1).astype(np.float32), visible,
-                          None, "synthetic infrared (a warm figure in the dark region) + visible"))
-    return pairs
 
 
 def run_demo(out_dir: str | Path, model: str | Path | None = None, log=print) -> Path:
