@@ -105,12 +105,16 @@ def _read_with_opencv(path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _to_float(arr: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+def unit_pixels(arr: np.ndarray, path: str | Path) -> tuple[np.ndarray, int]:
     """Pixels -> float32 in [0, 1] and a bit depth, by a stated rule: 8-bit / 16-bit unsigned by
     their full range; other integers (TIFF 32-bit) taken as 16-bit when they lie in 0..65535;
     float images must already be in [0, 1] (they are used as they are). Anything else — NaN
     or infinite values, negative integers, floats outside [0, 1], integers above 65535 — has
-    no mapping that is sure to be right, and is refused rather than clipped or wrapped."""
+    no mapping that is sure to be right, and is refused rather than clipped or wrapped.
+    ``path`` names the image in the messages (a file, or e.g. "an input array")."""
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{path}: unsupported pixel type {arr.dtype}; give 8- or 16-bit "
+                         "unsigned integers, or floats in [0, 1]")
     if arr.dtype == bool:
         return arr.astype(np.float32), 8
     if arr.dtype == np.uint8:
@@ -240,7 +244,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     if not _png_rows_complete(path):
         raise InputError(f"{path}: the PNG's image data ends before its last row (truncated); "
                          "re-export or re-download the image")
-    data, bits = _to_float(arr, path)
+    data, bits = unit_pixels(arr, path)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
     return Picture(np.ascontiguousarray(data), bits, str(path))
@@ -261,7 +265,7 @@ def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         return np.asarray(im).astype(np.uint16)
     if mode == "I":
-        arr = np.asarray(im)  # 32-bit signed: _to_float refuses what is not 0..65535
+        arr = np.asarray(im)  # 32-bit signed: unit_pixels refuses what is not 0..65535
         return arr.astype(np.uint16) if arr.size and arr.min() >= 0 and arr.max() <= 65535 \
             else arr
     if mode == "F":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mmaif.data.degrade.pipeline import TASK_PROMPTS, default_prompt
-from mmaif.data.images import atomic_write_bytes, read_image, to_gray, to_rgb
+from mmaif.data.images import atomic_write_bytes, read_image, to_gray, to_rgb, unit_pixels
 from mmaif.errors import InputError
 from mmaif.model.components import Components, load_run_weights
 from mmaif.model.dit import DiTConfig, FusionDiT
@@ -41,23 +41,7 @@ def _as_array(x) -> np.ndarray:
         t = x.detach().float().cpu()
         x = (t[0] if t.dim() == 3 and t.shape[0] == 1 else t.permute(1, 2, 0)).numpy() \
             if t.dim() == 3 else t.numpy()
-    x = np.asarray(x)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255
-    elif x.dtype == np.uint16:
-        x = x.astype(np.float32) / 65535
-    elif x.dtype.kind == "f" or x.dtype == bool:
-        x = x.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise InputError(f"an input has {int((~np.isfinite(x)).sum())} NaN or infinite "
-                             "pixel(s); repair or mask them before fusing")
-        if x.size and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
-            raise InputError(f"a float input has pixels in [{x.min():.4g}, {x.max():.4g}]; "
-                             "float images must be in [0, 1] (uint8 / uint16 arrays are scaled)")
-    else:
-        raise InputError(f"unsupported pixel type {x.dtype}; give uint8, uint16 or float in "
-                         "[0, 1]")
-    x = np.clip(x.astype(np.float32), 0, 1)
+    x = unit_pixels(np.asarray(x), "an input array")[0]  # the file reader's pixel rule
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[..., 0]
     if x.ndim == 3 and x.shape[2] == 4:

@@ -61,14 +61,20 @@ class TextEncoder:
         new = list(dict.fromkeys(p for p in prompts if p not in self.cache))
         if new:
             self._encode_new(new)
-        length = max(self.cache[p][0].shape[0] for p in prompts)
-        tokens = torch.zeros(len(prompts), length, self.dim)
-        mask = torch.zeros(len(prompts), length, dtype=torch.bool)
-        for i, p in enumerate(prompts):
-            t = self.cache[p][0]
-            tokens[i, : t.shape[0]], mask[i, : t.shape[0]] = t, True
-        pooled = torch.stack([self.cache[p][1] for p in prompts])
-        return tokens, mask, pooled
+        return _batch(self.cache, prompts)
+
+
+def _batch(cache: dict[str, tuple[torch.Tensor, torch.Tensor]], prompts: list[str]
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(tokens (B, L, D) zero-padded, mask (B, L), pooled (B, D)) of cached prompts."""
+    length = max(cache[p][0].shape[0] for p in prompts)
+    dim = cache[prompts[0]][1].shape[-1]
+    tokens = torch.zeros(len(prompts), length, dim)
+    mask = torch.zeros(len(prompts), length, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        t = cache[p][0]
+        tokens[i, : t.shape[0]], mask[i, : t.shape[0]] = t, True
+    return tokens, mask, torch.stack([cache[p][1] for p in prompts])
 
 
 def _quiet_transformers() -> None:
@@ -160,14 +166,7 @@ class LazyTextEncoder:
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         prompts = [p or "" for p in prompts]
         if self.encoder is None and all(p in self.known for p in prompts):
-            length = max(self.known[p][0].shape[0] for p in prompts)
-            dim = self.known[prompts[0]][1].shape[-1]
-            tokens = torch.zeros(len(prompts), length, dim)
-            mask = torch.zeros(len(prompts), length, dtype=torch.bool)
-            for i, p in enumerate(prompts):
-                t = self.known[p][0]
-                tokens[i, : t.shape[0]], mask[i, : t.shape[0]] = t, True
-            return tokens, mask, torch.stack([self.known[p][1] for p in prompts])
+            return _batch(self.known, prompts)
         return self.load().encode(prompts)
 
 
