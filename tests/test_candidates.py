@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmaif.classical.restore import candidates, restore, two_stage
+from mmaif.classical.restore import candidates, head_candidates, restore, two_stage
 from mmaif.data.degrade.names import named_degradations, names_from_ops
 from mmaif.data.degrade.pipeline import compose_prompt, prompt_bank, sample_ops
 from mmaif.errors import InputError
@@ -219,11 +219,40 @@ def test_training_items_get_the_candidates_of_their_prompt():
     item = {"a": torch.from_numpy(a)[None].repeat(3, 1, 1),
             "b": torch.from_numpy(b).permute(2, 0, 1), "task": "vif",
             "prompt": "Suppress the stripes in the IR input and fuse them."}
-    add_candidates(item)
+    add_candidates(item, DiTConfig(**GATES))
     fa, _, ts = candidates(a, b, {"a": ["stripes"], "b": []}, "gff")
     assert torch.equal(item["fa"][0], torch.from_numpy(fa)) and torch.equal(item["fb"], item["b"])
     assert torch.allclose(item["ts"], torch.from_numpy(ts).permute(2, 0, 1))
+    assert item["ts_on"] == 1
     del rng
+    # fix gates only: no teacher is computed
+    fixes_only = add_candidates({k: item[k] for k in ("a", "b", "task", "prompt")},
+                                DiTConfig(fix_gates=True))
+    assert torch.equal(fixes_only["fa"], item["fa"])
+    assert "ts" not in fixes_only and "ts_on" not in fixes_only
+
+
+def test_teacher_only_where_a_degradation_is_named():
+    """teacher_named: with nothing named the teacher is not run, the fixes' mean stands in for
+    it and the gate is closed, so the output is the base blend whatever the gate logit."""
+    a, b = texture(24, 24, 0, seed=1), texture(24, 24, 3, seed=2)
+    _, _, ts, on = head_candidates(a, b, {"a": [], "b": []}, "gff", named_only=True)
+    assert not on and np.allclose(ts, (a[..., None] + b) / 2)
+    _, _, ts, on = head_candidates(a, b, {"a": ["noise"], "b": []}, "gff", named_only=True)
+    assert on and np.array_equal(ts, candidates(a, b, {"a": ["noise"]}, "gff")[2])
+    assert head_candidates(a, b, {}, "gff")[3]  # without named_only the gate is always open
+    x, y, fx, fy, tt = _batch(16, 16, seed=4)
+    pred = torch.zeros(2, 192 + 5, 2, 2)
+    pred[:, 196] = 5.0
+    parts = fullres_parts(pred, [x, y], 8, [fx, fy], tt, teacher_on=torch.tensor([0.0, 1.0]))
+    assert torch.equal(parts["out"][0], parts["base"][0])
+    assert torch.allclose(parts["out"][1], tt[1], atol=1e-6)
+    for item_prompt, want in (("Fuse them.", 0), ("Denoise the visible image, then fuse.", 1)):
+        item = {"a": torch.from_numpy(a)[None].repeat(3, 1, 1),
+                "b": torch.from_numpy(b).permute(2, 0, 1), "task": "vif", "prompt": item_prompt}
+        assert add_candidates(item, DiTConfig(**GATES, teacher_named=True))["ts_on"] == want
+    with pytest.raises(InputError, match="teacher_named"):
+        DiTConfig(teacher_named=True)
 
 
 def test_pipeline_with_gates_keeps_odd_sizes_and_uses_the_prompt():
@@ -239,6 +268,13 @@ def test_pipeline_with_gates_keeps_odd_sizes_and_uses_the_prompt():
     c = pipe.candidates(a, b, "denoise the visible image", "vif")
     assert torch.equal(c["fixes"][0][0, 0], torch.from_numpy(a) * 2 - 1)  # a untouched
     assert not torch.equal(c["fixes"][1], pipe.candidates(a, b, "", "vif")["fixes"][1])
+    assert c["teacher_on"].item() == 1
+    named = FusionPipeline(perturb(FusionDiT(tiny_full(**GATES, teacher_named=True,
+                                                       evidence_f=8))))
+    assert named.candidates(a, b, "", "vif")["teacher_on"].item() == 0
+    out = named(a, b, prompt="", task="vif", output="numpy", tile=32, overlap=8,
+                tile_threshold=0)
+    assert out.shape == (*a.shape[:2], 3) and np.isfinite(out).all()
 
 
 def test_gates_need_the_fullres_head():

@@ -118,6 +118,21 @@ def candidates(a: np.ndarray, b: np.ndarray, names: dict[str, list[str]],
     return fa, fb, (fuse_arrays(fa, fb, teacher) if teacher else None)
 
 
+def head_candidates(a: np.ndarray, b: np.ndarray, names: dict[str, list[str]],
+                    teacher: str | None, named_only: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    """What a model's gates read (training and inference alike): :func:`candidates` plus
+    whether the teacher gate is open. With ``named_only`` and nothing named, the teacher is
+    not run: the fixes' mean stands in for it (its evidence maps still fill the tokens) and
+    the gate is closed."""
+    on = not named_only or bool(names.get("a") or names.get("b"))
+    fa, fb, ts = candidates(a, b, names, teacher if on else None)
+    if teacher and not on:  # a gray input broadcasts over the colour one's channels
+        ts = ((fa[..., None] if fa.ndim < fb.ndim else fa)
+              + (fb[..., None] if fb.ndim < fa.ndim else fb)) / 2
+    return fa, fb, ts, on
+
+
 def two_stage(a: np.ndarray, b: np.ndarray, ops: list[dict], method: str = "gff") -> np.ndarray:
     """Restore each input from the degradations applied to it, then fuse with ``method`` (the
     task's teacher in ``mmaif eval``)."""

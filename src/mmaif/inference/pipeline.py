@@ -62,7 +62,7 @@ def _cut(cands: dict, box: tuple[int, int, int, int]) -> dict:
 
     def cut(x):
         return None if x is None else x[..., y0:y1, x0:x1]
-    return {"fixes": None if cands["fixes"] is None else [cut(x) for x in cands["fixes"]],
+    return {**cands, "fixes": None if cands["fixes"] is None else [cut(x) for x in cands["fixes"]],
             "teacher": cut(cands["teacher"])}
 
 
@@ -226,18 +226,22 @@ class FusionPipeline:
         """The classical candidates this model reads, for arrays in [0, 1]: the fixes of the
         degradations ``prompt`` names (:func:`~mmaif.data.degrade.names.named_degradations`)
         and the task's teacher on them (GFF when the task is unknown), as (1, 3, H, W) tensors
-        in [-1, 1]; None for a model without gates."""
+        in [-1, 1], and whether the teacher gate is open (``teacher_on``, (1,); a
+        ``teacher_named`` model runs no teacher when nothing is named:
+        :func:`~mmaif.classical.restore.head_candidates`); None for a model without gates."""
         if not self.uses_candidates:
             return None
-        from mmaif.classical.restore import candidates
+        from mmaif.classical.restore import head_candidates
         from mmaif.data.degrade.names import named_degradations
         from mmaif.data.teachers import DEFAULT_TEACHERS
 
-        names = named_degradations(prompt, task)
-        fa, fb, ts = candidates(a, b, names, DEFAULT_TEACHERS.get(task, "gff")
-                                if self.model.cfg.teacher_gate else None)
+        cfg = self.model.cfg
+        fa, fb, ts, on = head_candidates(a, b, named_degradations(prompt, task),
+                                         DEFAULT_TEACHERS.get(task, "gff")
+                                         if cfg.teacher_gate else None, cfg.teacher_named)
         return {"fixes": [_rgb_tensor(fa), _rgb_tensor(fb)],
-                "teacher": None if ts is None else _rgb_tensor(ts)}
+                "teacher": None if ts is None else _rgb_tensor(ts),
+                "teacher_on": torch.tensor([float(on)])}
 
     @torch.no_grad()
     def _run(self, a: torch.Tensor, b: torch.Tensor, pooled: torch.Tensor, steps: int,
@@ -248,8 +252,12 @@ class FusionPipeline:
         b, _ = pad_to_multiple(b.to(self.device), m)
         if cands is not None:
             def pad(x):
-                return None if x is None else pad_to_multiple(x.to(self.device), m)[0]
-            cands = {"fixes": [pad(x) for x in cands["fixes"]], "teacher": pad(cands["teacher"])}
+                if x is None or x.dim() < 4:  # teacher_on: (B,)
+                    return None if x is None else x.to(self.device)
+                return pad_to_multiple(x.to(self.device), m)[0]
+            cands = {**cands, "fixes": [pad(x) for x in cands["fixes"]],
+                     "teacher": pad(cands["teacher"]),
+                     "teacher_on": pad(cands.get("teacher_on"))}
         # bf16 autocast on CUDA (the tokenizers decode in float); fp32 elsewhere
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             if self.objective == "flow":

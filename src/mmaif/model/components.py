@@ -35,24 +35,27 @@ class Components:
                 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """One regression pass -> (image in [-1, 1], latent or None, aux). ``cands`` holds the
         classical candidates the model's gates read (``fixes``: [fix(a), fix(b)], ``teacher``:
-        the teacher's fusion of the fixes; images like a and b), required when the model has
-        fix / teacher gates. With the fullres head, aux['logits'] holds the head's channels
-        after the residual on the token grid (blend logits, gate logits, tone) and
-        aux['parts'] what :func:`fullres_parts` made the image of."""
+        the teacher's fusion of the fixes; images like a and b; optional ``teacher_on``: (B,),
+        0 where the teacher gate is closed), required when the model has fix / teacher gates.
+        With the fullres head, aux['logits'] holds the head's channels after the residual on
+        the token grid (blend logits, gate logits, tone) and aux['parts'] what
+        :func:`fullres_parts` made the image of."""
         cfg = self.model.cfg
-        fixes = teacher = None
+        fixes = teacher = teacher_on = None
         if cfg.fix_gates or cfg.teacher_gate:
             if cands is None:
                 raise ValueError("this model fuses with classical candidates: pass cands="
                                  "{'fixes': [fa, fb], 'teacher': ts} (see candidate_tensors)")
             fixes = cands["fixes"] if cfg.fix_gates else None
             teacher = cands["teacher"] if cfg.teacher_gate else None
+            teacher_on = cands.get("teacher_on")
         images = [a, b] + (fixes or []) + ([teacher] if teacher is not None else [])
         cond = self.condition(a, b)
         out, aux = net(cond, pooled, images=images)
         if cfg.head == "fullres":
             aux["logits"] = out[:, cfg.latent_channels:]
-            aux["parts"] = fullres_parts(out, [a, b], self.tok.f, fixes, teacher, cfg.tone)
+            aux["parts"] = fullres_parts(out, [a, b], self.tok.f, fixes, teacher, cfg.tone,
+                                          teacher_on)
             return aux["parts"]["out"], None, aux
         lat = latent_output(out, cond, cfg)
         return self.tok.decode(lat), lat, aux

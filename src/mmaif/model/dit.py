@@ -64,6 +64,7 @@ class DiTConfig:
     # classical candidates in the fullres head (zero-initialised: a warm start is exact)
     fix_gates: bool = False         # per input, a gate toward its classical fix
     teacher_gate: bool = False      # a gate toward the teacher's fusion of the fixes
+    teacher_named: bool = False     # ... only where the prompt names a degradation (else closed)
     tone: bool = False              # per cell, a gain per input and channel, an offset per channel
 
     def __post_init__(self):
@@ -85,6 +86,8 @@ class DiTConfig:
         if self.flow and self.head == "fullres":
             raise InputError("config: the fullres head predicts images, not velocities; use "
                              "head: latent with flow")
+        if self.teacher_named and not self.teacher_gate:
+            raise InputError("config: teacher_named needs teacher_gate: true")
         if (self.fix_gates or self.teacher_gate or self.tone) and self.head != "fullres":
             raise InputError("config: fix_gates / teacher_gate / tone belong to the fullres "
                              "head; use head: fullres")
@@ -617,8 +620,8 @@ def latent_output(out: torch.Tensor, cond: torch.Tensor, cfg: DiTConfig) -> torc
 # --------------------------------------------------------------- full-resolution head
 def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
                   fixes: list[torch.Tensor] | None = None,
-                  teacher: torch.Tensor | None = None, tone: bool = False
-                  ) -> dict[str, torch.Tensor]:
+                  teacher: torch.Tensor | None = None, tone: bool = False,
+                  teacher_on: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Image from a 'fullres' prediction (B, out_channels, h, w; channels as
     :meth:`DiTConfig.head_channels`) and the full-resolution inputs (each (B, C, h*f, w*f), in
     [-1, 1]), with what it is made of:
@@ -630,7 +633,8 @@ def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
       blend;
     - ``base``: softmax blend weights (``weights``) over those, plus the first z channels
       pixel-shuffled as a residual for what blending cannot fix;
-    - ``out``: ``base`` moved toward the teacher's fusion of the fixes (``teacher``) by a gate.
+    - ``out``: ``base`` moved toward the teacher's fusion of the fixes (``teacher``) by a gate,
+      closed for the samples where ``teacher_on`` (B,) is 0.
 
     Gates and gains multiply the full-resolution images: a contrast stretch or dehazing that a
     192-number token could not carry pixel by pixel is selected, not regressed. With the new
@@ -666,15 +670,18 @@ def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
     parts.update(restored=restored, base=base, out=base)
     if teacher is not None:
         s = up(pred[:, z + n + k_fix:z + n + k_fix + 1]).clamp(0, 1).to(base.dtype)
+        if teacher_on is not None:
+            s = s * teacher_on.to(s).view(-1, 1, 1, 1)
         parts.update(teacher_gate=s, out=base + s * (teacher - base))
     return parts
 
 
 def fullres_output(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
                    fixes: list[torch.Tensor] | None = None,
-                   teacher: torch.Tensor | None = None, tone: bool = False) -> torch.Tensor:
+                   teacher: torch.Tensor | None = None, tone: bool = False,
+                   teacher_on: torch.Tensor | None = None) -> torch.Tensor:
     """The image of :func:`fullres_parts`."""
-    return fullres_parts(pred, inputs, f, fixes, teacher, tone)["out"]
+    return fullres_parts(pred, inputs, f, fixes, teacher, tone, teacher_on)["out"]
 
 
 # ------------------------------------------------------------------ presets and I/O

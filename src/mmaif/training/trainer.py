@@ -257,6 +257,8 @@ def head_distill(parts: dict, logits: torch.Tensor, gt: torch.Tensor, f: int,
             terms[f"distill_fix_{name}"] = gate_distill_loss(logits[:, n + i], t, m)
     if "teacher_gate" in parts:
         t, m = gate_targets(parts["teacher"] - base, gt - base, f, min_diff)
+        if parts.get("teacher_on") is not None:  # no target where the gate is closed
+            m = m * parts["teacher_on"].to(m).view(-1, 1, 1)
         terms["distill_teacher"] = gate_distill_loss(logits[:, i_teacher], t, m)
     if "gains" in parts:
         c0 = i_teacher + int("teacher_gate" in parts)
@@ -402,7 +404,8 @@ class _EpochIndexed(torch.utils.data.Dataset):
     Prompt dropout and the classical candidates (for a model with gates) are added here, in
     the workers, so the candidates follow the prompt the model will see."""
 
-    def __init__(self, dataset, cfg: TrainConfig | None = None, candidates: bool = False):
+    def __init__(self, dataset, cfg: TrainConfig | None = None,
+                 candidates: DiTConfig | None = None):
         self.dataset, self.cfg, self.candidates = dataset, cfg, candidates
 
     def __len__(self) -> int:
@@ -415,8 +418,8 @@ class _EpochIndexed(torch.utils.data.Dataset):
         item = self.dataset[i]
         if self.cfg is not None:
             drop_prompts([item], [i], self.cfg, epoch)
-        if self.candidates:
-            add_candidates(item)
+        if self.candidates is not None:
+            add_candidates(item, self.candidates)
         return key, item
 
 
@@ -428,21 +431,27 @@ def _array(x: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).numpy()
 
 
-def add_candidates(item: dict) -> dict:
-    """``item['fa'], item['fb'], item['ts']``: the classical fixes of the degradations the
-    item's prompt names, and the task's default teacher on them (:func:`mmaif.classical.
-    restore.candidates`; exactly what ``FusionPipeline.candidates`` computes at inference), as
-    (3, H, W) in [0, 1]."""
-    from mmaif.classical.restore import candidates
+def add_candidates(item: dict, mcfg: DiTConfig) -> dict:
+    """``item['fa'], item['fb']``: the classical fixes of the degradations the item's prompt
+    names; for a model with a teacher gate also ``item['ts']``, the task's default teacher on
+    them, and ``item['ts_on']``, whether the gate is open (:func:`mmaif.classical.restore.
+    head_candidates`; exactly what ``FusionPipeline.candidates`` computes at inference);
+    images as (3, H, W) in [0, 1]."""
+    from mmaif.classical.restore import head_candidates
     from mmaif.data.degrade.names import named_degradations
     from mmaif.data.teachers import DEFAULT_TEACHERS
 
     names = named_degradations(item["prompt"], item.get("task"))
-    fa, fb, ts = candidates(_array(item["a"]), _array(item["b"]), names,
-                            DEFAULT_TEACHERS.get(item.get("task"), "gff"))
+    teacher = DEFAULT_TEACHERS.get(item.get("task"), "gff") if mcfg.teacher_gate else None
+    fa, fb, ts, on = head_candidates(_array(item["a"]), _array(item["b"]), names, teacher,
+                                     mcfg.teacher_named)
     for key, x in (("fa", fa), ("fb", fb), ("ts", ts)):
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        item[key] = t[None].repeat(3, 1, 1) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
+        if x is not None:
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            item[key] = t[None].repeat(3, 1, 1) if t.dim() == 2 \
+                else t.permute(2, 0, 1).contiguous()
+    if ts is not None:
+        item["ts_on"] = torch.tensor(float(on))
     return item
 
 
@@ -472,9 +481,11 @@ def _keys_and_items(pairs: list) -> tuple[list, list]:
 
 
 def make_loader(dataset, cfg: TrainConfig, rank: int, world: int, epoch: int, pos: int,
-                device: torch.device, candidates: bool = False) -> torch.utils.data.DataLoader:
+                device: torch.device, candidates: DiTConfig | None = None
+                ) -> torch.utils.data.DataLoader:
     """A DataLoader over this rank's micro-batches from (epoch, pos): ``cfg.workers``
-    processes (persistent), pinned memory on CUDA. Yields (keys, items)."""
+    processes (persistent), pinned memory on CUDA; with ``candidates`` (the config of a model
+    with gates), each item carries that model's classical candidates. Yields (keys, items)."""
     sampler = _MicroBatches(len(dataset), cfg, rank, world, epoch, pos)
     w = cfg.workers
     return torch.utils.data.DataLoader(
@@ -485,8 +496,10 @@ def make_loader(dataset, cfg: TrainConfig, rank: int, world: int, epoch: int, po
 
 
 def _collate(items: list[dict], device) -> dict:
-    keys = ("a", "b", "gt") + (("fa", "fb", "ts") if "fa" in items[0] else ())
+    keys = [k for k in ("a", "b", "gt", "fa", "fb", "ts") if k in items[0]]
     out = {k: torch.stack([it[k] for it in items]).to(device) * 2 - 1 for k in keys}
+    if "ts_on" in items[0]:
+        out["ts_on"] = torch.stack([it["ts_on"] for it in items]).to(device)
     out["prompt"] = [it["prompt"] for it in items]
     return out
 
@@ -691,7 +704,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     per_epoch = len(dataset) // cfg.batch
     t_start, first_loss, last, start_step = time.perf_counter(), None, {}, step
     micro_batches = iter(make_loader(dataset, cfg, rank, world, epoch, pos, device,
-                                     candidates=mcfg.fix_gates or mcfg.teacher_gate))
+                                     candidates=mcfg if mcfg.fix_gates or mcfg.teacher_gate
+                                     else None))
     while step < end:
         while pos < per_epoch and step < end:
             for g in opt.param_groups:
@@ -743,8 +757,8 @@ def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: li
     a, b, gt = batch["a"], batch["b"], batch["gt"]
     parts = {}
     if cfg.objective == "reg":
-        cands = {"fixes": [batch["fa"], batch["fb"]], "teacher": batch["ts"]} \
-            if "fa" in batch else None
+        cands = {"fixes": [batch["fa"], batch["fb"]], "teacher": batch.get("ts"),
+                 "teacher_on": batch.get("ts_on")} if "fa" in batch else None
         pred, lat, aux = comps.regress(net, a, b, pooled, cands)
         main = F.l1_loss(lat, comps.tok.encode(gt)) if lat is not None else F.l1_loss(pred, gt)
     else:
@@ -769,7 +783,8 @@ def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: li
                              "regression objective")
         fp = {**aux["parts"], "inputs": [a, b]}
         if "fa" in batch:
-            fp.update(fixes=[batch["fa"], batch["fb"]], teacher=batch["ts"])
+            fp.update(fixes=[batch["fa"], batch["fb"]], teacher=batch.get("ts"),
+                      teacher_on=batch.get("ts_on"))
         for k, term in head_distill(fp, aux["logits"], gt, comps.tok.f,
                                     cfg.distill_min_diff).items():
             loss = loss + cfg.distill_weight * term
