@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from mmaif.data.images import to_gray, to_rgb
+from mmaif.data.images import to_gray
 
 _LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
@@ -108,21 +108,64 @@ def _mean31(x: np.ndarray, axes: tuple[int, int]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- Mertens
-def mertens_rgb(images: np.ndarray) -> np.ndarray:
-    """Exposure fusion (Mertens, Kautz, Van Reeth 2007) with OpenCV's implementation:
-    contrast, saturation and well-exposedness weights blended in a Laplacian pyramid."""
+def mertens(images, contrast: float = 1.0, saturation: float = 1.0,
+            exposure: float = 0.0) -> np.ndarray:
+    """Exposure fusion (Mertens, Kautz, Van Reeth 2007): per source a weight map (Laplacian
+    contrast ** ``contrast`` * saturation ** ``saturation`` * well-exposedness ** ``exposure``),
+    normalised over the sources, blended in a Laplacian pyramid (``log2(min(H, W))`` levels).
+    ``images``: a sequence of (H, W, 3) RGB or (H, W) gray arrays in [0, 1]; float32 result.
+
+    The defaults are OpenCV's ``createMergeMertens()`` (exposure weight 0; contrast on
+    ``0.299 B + 0.587 G + 0.114 R``, as OpenCV converts its BGR images with RGB2GRAY), which
+    this reproduces to float rounding; gray sources have no saturation, so their weight is
+    contrast and well-exposedness alone (OpenCV's constant zero saturation would make it the
+    plain mean). Memory: one source's pyramid at a time, accumulated into the result's."""
     import cv2
 
-    merge = cv2.createMergeMertens()
-    # OpenCV scales every input by 1/255, float ones included: hand it 0-255 floats.
-    bgr = [np.ascontiguousarray(im[..., ::-1].astype(np.float32) * 255) for im in images]
-    out = merge.process(bgr)[..., ::-1]
-    return np.clip(out, 0.0, 1.0).astype(np.float64)
+    ims = [np.asarray(x, np.float32) for x in images]
+    weights = [_mertens_weight(x, contrast, saturation if x.ndim == 3 else 0.0, exposure)
+               for x in ims]
+    total = weights[0].copy()
+    for w in weights[1:]:
+        total += w
+    levels = int(np.log(np.float32(min(ims[0].shape[:2]))) / np.log(np.float32(2)))
+    res: list[np.ndarray] = []
+    for x, w in zip(ims, weights, strict=True):
+        w /= total
+        gp, wp = [x], [w]
+        for _ in range(levels):
+            gp.append(cv2.pyrDown(gp[-1]))
+            wp.append(cv2.pyrDown(wp[-1]))
+        for lvl in range(levels + 1):
+            band = gp[lvl] if lvl == levels else gp[lvl] - _up(gp[lvl + 1], gp[lvl])
+            band = band * (wp[lvl][..., None] if band.ndim == 3 else wp[lvl])
+            if len(res) <= lvl:
+                res.append(band)
+            else:
+                res[lvl] += band
+        del gp, wp
+    for lvl in range(levels, 0, -1):
+        res[lvl - 1] += _up(res[lvl], res[lvl - 1])
+    return np.clip(res[0], 0.0, 1.0, out=res[0])
 
 
-def mertens_gray(images: np.ndarray) -> np.ndarray:
-    """Mertens on gray sources (replicated to RGB; the saturation weight is then constant)."""
-    return mertens_rgb(np.stack([to_rgb(x) for x in images]))[..., 0]
+def _up(x: np.ndarray, like: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.pyrUp(x, dstsize=(like.shape[1], like.shape[0]))
+
+
+def _mertens_weight(x: np.ndarray, wc: float, ws: float, we: float) -> np.ndarray:
+    import cv2
+
+    gray = x @ np.float32([0.114, 0.587, 0.299]) if x.ndim == 3 else x
+    w = np.abs(cv2.Laplacian(np.ascontiguousarray(gray, np.float32), cv2.CV_32F)) ** wc
+    if ws and x.ndim == 3:
+        w *= np.sqrt(((x - x.mean(-1, keepdims=True)) ** 2).mean(-1)) ** ws
+    if we:
+        e = np.exp(-((x - 0.5) ** 2) / np.float32(0.08))
+        w *= (e.prod(-1) if x.ndim == 3 else e) ** we
+    return w + np.float32(1e-12)
 
 
 # ------------------------------------------------------------------- Laplacian pyramid
@@ -131,10 +174,11 @@ def laplacian_gray(images: np.ndarray, levels: int = 5) -> np.ndarray:
     largest magnitude; average the coarsest Gaussian level."""
     import cv2
 
+    images = np.asarray(images, np.float32)
     h, w = images.shape[1:3]
     levels = max(0, min(levels, int(np.log2(max(1, min(h, w)))) - 2))
     pyrs = []
-    for im in images.astype(np.float32):
+    for im in images:
         g, lap = im, []
         for _ in range(levels):
             down = cv2.pyrDown(g)
@@ -152,4 +196,5 @@ def laplacian_gray(images: np.ndarray, levels: int = 5) -> np.ndarray:
 
 def laplacian_rgb(images: np.ndarray) -> np.ndarray:
     """Laplacian-pyramid fusion of each RGB channel independently."""
+    images = np.asarray(images, np.float32)
     return np.stack([laplacian_gray(images[..., c]) for c in range(3)], axis=-1)

@@ -62,28 +62,38 @@ class Method:
     """A classical method: gray stack -> gray, RGB stack -> RGB; ``native_colour`` says whether
     the auto policy should hand colour + colour pairs to ``rgb`` directly."""
 
-    gray: Callable[[np.ndarray], np.ndarray]
-    rgb: Callable[[np.ndarray], np.ndarray]
+    gray: Callable[[list[np.ndarray]], np.ndarray]
+    rgb: Callable[[list[np.ndarray]], np.ndarray]
     native_colour: bool = False
     about: str = ""
+    dtype: type = np.float64  # what the method computes in
 
 
 METHODS: dict[str, Method] = {
     "gff": Method(classical.gff, classical.gff, about="guided-filtering fusion (Li et al. 2013)"),
-    "mertens": Method(classical.mertens_gray, classical.mertens_rgb, native_colour=True,
-                      about="exposure fusion (Mertens et al. 2007), for MEF"),
+    "mertens": Method(classical.mertens, classical.mertens, native_colour=True,
+                      about="exposure fusion (Mertens et al. 2007), for MEF", dtype=np.float32),
     "laplacian": Method(classical.laplacian_gray, classical.laplacian_rgb,
-                        about="Laplacian pyramid, max-magnitude detail"),
+                        about="Laplacian pyramid, max-magnitude detail", dtype=np.float32),
 }
 
 _MIN_SIDE = 8  # pyramids need a few pixels; smaller inputs are edge-padded and cropped back
+
+# GFF is local: an output pixel depends on inputs within 2 * r1 + 6 = 96 pixels (two box means
+# of radius 45 around the saliency's 11x11 Gaussian of a 3x3 Laplacian; the base layer's 31x31
+# mean is inside that). Larger images are fused in tiles with that margin, so the result is the
+# untiled one (to float rounding) in a bounded working set (float64 planes of one tile).
+GFF_MARGIN = 128
+GFF_TILE = 1536
 
 
 def fuse_arrays(a: np.ndarray, b: np.ndarray, method: str = "gff",
                 colour: str = "auto") -> np.ndarray:
     """Fuse two registered images (float [0, 1], (H, W) or (H, W, 3)) with a classical method.
 
-    Returns float32 of the inputs' height and width: gray if both are gray, else RGB.
+    Returns float32 of the inputs' height and width: gray if both are gray, else RGB. GFF runs
+    in tiles of ``GFF_TILE`` pixels (plus ``GFF_MARGIN``) on larger images, with the same
+    result.
     """
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -98,15 +108,38 @@ def fuse_arrays(a: np.ndarray, b: np.ndarray, method: str = "gff",
         def pad(x):
             return np.pad(x, ((0, ph), (0, pw)) + ((0, 0),) * (x.ndim - 2), mode="edge")
         return fuse_arrays(pad(a), pad(b), method, colour)[:h, :w]
+    if method == "gff" and max(h, w) > GFF_TILE + 2 * GFF_MARGIN:
+        return _tiled(a, b, method, colour, GFF_TILE, GFF_MARGIN)
+    return _fuse(a, b, method, colour)
+
+
+def _tiled(a: np.ndarray, b: np.ndarray, method: str, colour: str, tile: int,
+           margin: int) -> np.ndarray:
+    """:func:`_fuse` of a local method tile by tile: each tile's core is cut from the fusion
+    of the core plus ``margin`` pixels on every side (clipped at the image's own borders)."""
+    h, w = a.shape[:2]
+    out = None
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(0, y0 - margin), max(0, x0 - margin)
+            yb, xb = min(h, y1 + margin), min(w, x1 + margin)
+            part = _fuse(a[ya:yb, xa:xb], b[ya:yb, xa:xb], method, colour)
+            if out is None:
+                out = np.empty((h, w, *part.shape[2:]), np.float32)
+            out[y0:y1, x0:x1] = part[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+    return out
+
+
+def _fuse(a: np.ndarray, b: np.ndarray, method: str, colour: str) -> np.ndarray:
     m = METHODS[method]
-    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a64.ndim == 2 and b64.ndim == 2:
-        return m.gray(np.stack([a64, b64])).astype(np.float32)
-    if colour == "per-channel" or (m.native_colour and a64.ndim == 3 and b64.ndim == 3):
-        rgb = [to_rgb(x) for x in (a64, b64)]
-        return m.rgb(np.stack(rgb)).astype(np.float32)
-    ycc = [rgb_to_ycbcr(x) if x.ndim == 3 else None for x in (a64, b64)]
-    lum = np.stack([x if c is None else c[..., 0] for x, c in zip((a64, b64), ycc, strict=True)])
+    a, b = np.asarray(a, m.dtype), np.asarray(b, m.dtype)  # no copy when it is already
+    if a.ndim == 2 and b.ndim == 2:
+        return np.asarray(m.gray([a, b]), np.float32)
+    if colour == "per-channel" or (m.native_colour and a.ndim == 3 and b.ndim == 3):
+        return np.asarray(m.rgb([to_rgb(a), to_rgb(b)]), np.float32)
+    ycc = [rgb_to_ycbcr(x) if x.ndim == 3 else None for x in (a, b)]
+    lum = [x if c is None else c[..., 0] for x, c in zip((a, b), ycc, strict=True)]
     y = m.gray(lum)
     chroma = np.stack([c[..., 1:] for c in ycc if c is not None])  # (1 or 2, H, W, 2)
     cbcr = chroma[0] if len(chroma) == 1 else np.stack(
