@@ -282,3 +282,18 @@ def test_resume_messages(cli, tmp_path, monkeypatch):
     code, _, err = cli("train", "--out", tmp_path / "run", "--resume", "--max-steps", "2")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "pass --data" in lines[0]
+
+
+def test_default_max_pixels_fits_the_machines_memory(monkeypatch):
+    from mmaif.data import images
+
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 2**30 // 4096}  # a 1 GiB machine
+    monkeypatch.setattr(images.os, "sysconf", lambda k: pages[k])
+    assert images.fitting_max_pixels() == 2**29 // images.BYTES_PER_PIXEL
+    pages["SC_PHYS_PAGES"] = 2**50  # a huge machine: still the bomb guard's cap
+    assert images.fitting_max_pixels() == images.DEFAULT_MAX_PIXELS
+
+    def unknown(k):
+        raise ValueError(k)
+    monkeypatch.setattr(images.os, "sysconf", unknown)
+    assert images.fitting_max_pixels() == images.DEFAULT_MAX_PIXELS

@@ -4,6 +4,8 @@ distillation targets, and exact warm starts of models without them."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -280,3 +282,43 @@ def test_pipeline_with_gates_keeps_odd_sizes_and_uses_the_prompt():
 def test_gates_need_the_fullres_head():
     with pytest.raises(InputError, match="fullres"):
         DiTConfig(head="latent", fix_gates=True)
+
+
+def test_tiles_are_cut_lazily_and_blend_to_the_untiled_image():
+    """The tile path of ``pipe(...)`` (arrays cut and converted per tile) equals
+    ``fuse_tensors`` on whole tensors; with a head at zero (the inputs' mean, a per-pixel
+    map) the blended tiles give the untiled image, so the ramps' weights sum to one."""
+    from mmaif.inference.pipeline import FusionPipeline, _rgb_tensor
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random((70, 90), np.float32), rng.random((70, 90, 3), np.float32)
+    tiles = dict(tile=32, overlap=8, tile_threshold=0)
+    pipe = FusionPipeline(perturb(FusionDiT(tiny_full(**GATES, evidence_f=8))))
+    out = pipe(a, b, prompt="denoise the infrared image", task="vif", output="numpy", **tiles)
+    ref = pipe.fuse_tensors(_rgb_tensor(a), _rgb_tensor(b), "denoise the infrared image",
+                            cands=pipe.candidates(a, b, "denoise the infrared image", "vif"),
+                            **tiles)
+    assert np.allclose(out, ((ref[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy(),
+                       atol=1e-6)
+    flat = FusionPipeline(FusionDiT(tiny_full(evidence_f=8)))
+    with torch.no_grad():
+        flat.model.out.weight.zero_()
+        flat.model.out.bias.zero_()
+    whole = flat(a, b, prompt="", task="vif", output="numpy")
+    assert np.allclose(flat(a, b, prompt="", task="vif", output="numpy", **tiles), whole,
+                       atol=1e-5)
+    assert np.allclose(whole, (a[..., None] + b) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("n,tile,overlap,m", [(3000, 512, 64, 16), (2000, 512, 32, 16),
+                                              (513, 512, 64, 16), (4000, 96, 32, 1),
+                                              (1000, 512, 256, 16)])
+def test_tile_spans_cover_with_the_overlap_and_few_pixels(n, tile, overlap, m):
+    from mmaif.inference.pipeline import tile_spans
+
+    spans = tile_spans(n, tile, overlap, m)
+    sizes = {e - s for s, e in spans}
+    assert len(sizes) == 1 and max(sizes) <= tile and spans[0][0] == 0 and spans[-1][1] == n
+    assert all(e1 - s2 >= overlap for (_, e1), (s2, _) in itertools.pairwise(spans))
+    # no more tiles than strides of (tile - overlap) need
+    assert len(spans) == -(-(n - overlap) // (tile - overlap))

@@ -18,7 +18,9 @@ PARTIAL_EXIT = 3  # folder mode: some pairs fused, some failed (failed.txt says 
 
 def add_parsers(sub) -> None:
     from mmaif.classical.fusion import COLOUR_MODES, METHODS
-    from mmaif.data.images import DEFAULT_MAX_PIXELS
+    from mmaif.data.images import BYTES_PER_PIXEL, fitting_max_pixels
+
+    max_px = fitting_max_pixels()
     from mmaif.data.pairs import TASKS
 
     f = sub.add_parser("fuse", help="fuse a pair of images, or every pair of a dataset folder",
@@ -36,8 +38,10 @@ def add_parsers(sub) -> None:
     f.add_argument("--bits", choices=("auto", "8", "16"), default="auto",
                    help="output bit depth; auto keeps 16 bits if an input had them")
     f.add_argument("--ext", help="file type in folder mode (default: .png)")
-    f.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help="refuse larger images (decompression-bomb guard)")
+    f.add_argument("--max-pixels", type=int, default=max_px,
+                   help="refuse larger images, before decoding them (default here: "
+                   f"{max_px / 1e6:.0f} M, what fits in half this machine's memory at "
+                   f"{BYTES_PER_PIXEL} bytes per pixel, at most 200 M)")
     f.add_argument("--model", help="trained model: a saved pipeline folder or a training run "
                    "folder (its latest checkpoint); default: the model shipped with mmaif")
     f.add_argument("--prompt", help="instruction for the model (default: a task prompt)")
@@ -47,7 +51,8 @@ def add_parsers(sub) -> None:
     f.add_argument("--seed", type=int, help="flow sampler seed (default: 0)")
     f.add_argument("--compile", action="store_true",
                    help="torch.compile the model (pays off on GPUs and large folders)")
-    f.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    f.add_argument("--tile", type=int, default=512, help="largest tile (pixels) the model "
+                   "fuses at once; images over 1 M pixels are fused in overlapping tiles")
     f.add_argument("--progress", choices=("bar", "none"), default="bar",
                    help="progress bars on stderr (pairs of a folder; tiles of a large image "
                    "when they take more than 2 s)")
@@ -67,7 +72,8 @@ def add_parsers(sub) -> None:
     m.add_argument("--task", choices=TASKS, help="restrict / label the dataset's task")
     add_out(m, "folder mode: CSV file to write (default: print CSV to stdout)")
     m.add_argument("--resize", action="store_true", help="resize to the fused image's size")
-    m.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    m.add_argument("--max-pixels", type=int, default=max_px,
+                   help=f"refuse larger images (default here: {max_px / 1e6:.0f} M)")
     m.set_defaults(func=cmd_metrics)
 
 

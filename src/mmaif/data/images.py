@@ -23,6 +23,20 @@ from mmaif.errors import InputError
 READ_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 WRITE_EXTS = {".png": 16, ".tif": 16, ".tiff": 16, ".jpg": 8, ".jpeg": 8, ".bmp": 8}
 DEFAULT_MAX_PIXELS = 200_000_000  # ~14k x 14k; larger headers are treated as decompression bombs
+# peak memory of one `mmaif fuse` per pixel of a gray + colour pair, rounded up (model or GFF;
+# measured by benchmarks/big_images.py, table in docs/evaluation.md)
+BYTES_PER_PIXEL = 64
+
+
+def fitting_max_pixels() -> int:
+    """The largest image (pixels) whose fusion fits in half this machine's physical memory at
+    ``BYTES_PER_PIXEL`` (``DEFAULT_MAX_PIXELS`` where the memory cannot be read), at most
+    ``DEFAULT_MAX_PIXELS``: the CLI's default ``--max-pixels``."""
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return DEFAULT_MAX_PIXELS
+    return max(1, min(DEFAULT_MAX_PIXELS, mem // 2 // BYTES_PER_PIXEL))
 
 
 @dataclass

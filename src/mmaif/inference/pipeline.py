@@ -20,7 +20,13 @@ import numpy as np
 import torch
 
 from mmaif.data.degrade.pipeline import TASK_PROMPTS, default_prompt
-from mmaif.data.images import atomic_write_bytes, read_image, to_gray, to_rgb, unit_pixels
+from mmaif.data.images import (
+    RGB2GRAY,
+    atomic_write_bytes,
+    read_image,
+    to_rgb,
+    unit_pixels,
+)
 from mmaif.errors import InputError
 from mmaif.model.components import Components, load_run_weights
 from mmaif.model.dit import DiTConfig, FusionDiT
@@ -64,6 +70,34 @@ def _cut(cands: dict, box: tuple[int, int, int, int]) -> dict:
         return None if x is None else x[..., y0:y1, x0:x1]
     return {**cands, "fixes": None if cands["fixes"] is None else [cut(x) for x in cands["fixes"]],
             "teacher": cut(cands["teacher"])}
+
+
+# tiled inference (CLI --tile / --overlap): images over TILE_THRESHOLD pixels are fused in
+# overlapping tiles of at most TILE pixels (:func:`tile_spans`)
+TILE, OVERLAP, TILE_THRESHOLD = 512, 64, 1024 * 1024
+
+
+def _cand_tensors(arrays: dict, box: tuple[int, int, int, int]) -> dict:
+    """Candidate arrays (:meth:`FusionPipeline._candidate_arrays`) of one tile as tensors."""
+    y0, y1, x0, x1 = box
+
+    def cut(x):
+        return None if x is None else _rgb_tensor(x[y0:y1, x0:x1])
+    return {"fixes": [cut(x) for x in arrays["fixes"]], "teacher": cut(arrays["teacher"]),
+            "teacher_on": torch.tensor([float(arrays["teacher_on"])])}
+
+
+def tile_spans(n: int, tile: int, overlap: int, m: int = 1) -> list[tuple[int, int]]:
+    """[(start, end), ...] covering 0..n with the fewest tiles of at most ``tile`` pixels that
+    overlap by at least ``overlap``, all of one size (a multiple of ``m`` where it fits) and
+    evenly spaced: the work is n * (1 + overlap / stride) pixels, not rounded up to whole
+    strides of ``tile``."""
+    if n <= tile:
+        return [(0, n)]
+    k = -(-(n - overlap) // (tile - overlap))                      # tiles needed
+    size = -(-(n - overlap) // k) + overlap + 1                    # +1: integer starts
+    size = min(tile, -(-size // m) * m, n)
+    return [((i * (n - size)) // (k - 1), (i * (n - size)) // (k - 1) + size) for i in range(k)]
 
 
 def _ramp(n: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
@@ -229,6 +263,12 @@ class FusionPipeline:
         in [-1, 1], and whether the teacher gate is open (``teacher_on``, (1,); a
         ``teacher_named`` model runs no teacher when nothing is named:
         :func:`~mmaif.classical.restore.head_candidates`); None for a model without gates."""
+        arrays = self._candidate_arrays(a, b, prompt, task)
+        return None if arrays is None else _cand_tensors(arrays, (0, a.shape[0], 0, a.shape[1]))
+
+    def _candidate_arrays(self, a: np.ndarray, b: np.ndarray, prompt: str | None,
+                          task: str | None) -> dict | None:
+        """:meth:`candidates` as arrays in [0, 1] (cut into tiles before they become tensors)."""
         if not self.uses_candidates:
             return None
         from mmaif.classical.restore import head_candidates
@@ -239,9 +279,7 @@ class FusionPipeline:
         fa, fb, ts, on = head_candidates(a, b, named_degradations(prompt, task),
                                          DEFAULT_TEACHERS.get(task, "gff")
                                          if cfg.teacher_gate else None, cfg.teacher_named)
-        return {"fixes": [_rgb_tensor(fa), _rgb_tensor(fb)],
-                "teacher": None if ts is None else _rgb_tensor(ts),
-                "teacher_on": torch.tensor([float(on)])}
+        return {"fixes": [fa, fb], "teacher": ts, "teacher_on": on}
 
     @torch.no_grad()
     def _run(self, a: torch.Tensor, b: torch.Tensor, pooled: torch.Tensor, steps: int,
@@ -272,25 +310,47 @@ class FusionPipeline:
 
     def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, prompt: str, steps: int = 8,
                      sampler: str = "euler", shift: float = 1.0, seed: int = 0,
-                     tile: int = 512, overlap: int = 64, tile_threshold: int = 1024 * 1024,
+                     tile: int = TILE, overlap: int = OVERLAP,
+                     tile_threshold: int = TILE_THRESHOLD,
                      init: torch.Tensor | None = None, t0: float = 0.5,
                      cands: dict | None = None, progress: bool = True) -> torch.Tensor:
         """(1, 3, H, W) in [-1, 1] -> fused (1, 3, H, W) in [-1, 1], tiled when large.
         ``cands``: the classical candidates of the whole images (:meth:`candidates`), for a
         model whose head gates them. ``progress``: a tile progress bar on stderr when tiling
         takes more than 2 s."""
+        def source(box):
+            y0, y1, x0, x1 = box
+            return (a[..., y0:y1, x0:x1], b[..., y0:y1, x0:x1],
+                    None if init is None else init[..., y0:y1, x0:x1],
+                    None if cands is None else _cut(cands, box))
+
+        return self._tiled(a.shape[-2:], source, prompt, steps, sampler, shift, seed, tile,
+                           overlap, tile_threshold, t0, progress)
+
+    def _tiled(self, size: tuple[int, int], source, prompt: str, steps: int, sampler: str,
+               shift: float, seed: int, tile: int, overlap: int, tile_threshold: int,
+               t0: float, progress: bool) -> torch.Tensor:
+        """The fusion of an (H, W) image whose tiles ``source(box)`` gives as (a, b, init,
+        candidates) tensors: one run when H * W <= ``tile_threshold``, else overlapping tiles
+        blended with linear ramps. Tiles are cut (and converted) one at a time, so memory
+        beyond the output is one tile's; the ramps' sum over the tile grid is separable."""
         pooled = self.c.text.encode([prompt])[2].to(self.device)
-        h, w = a.shape[-2:]
+        h, w = size
         if h * w <= tile_threshold:
+            a, b, init, cands = source((0, h, 0, w))
             return self._run(a, b, pooled, steps, sampler, shift, seed, init, t0, cands)
         m = self.c.tok.f * self.model.cfg.patch
         tile = max(m, tile // m * m)
         overlap = min(max(0, overlap // m * m), tile // 2)
-        stride = tile - overlap
+        ys, xs = tile_spans(h, tile, overlap, m), tile_spans(w, tile, overlap, m)
+        ramps_y = [_ramp(y1 - y0, overlap, y0 == 0, y1 == h) for y0, y1 in ys]
+        ramps_x = [_ramp(x1 - x0, overlap, x0 == 0, x1 == w) for x0, x1 in xs]
+        sum_y, sum_x = torch.zeros(h), torch.zeros(w)
+        for (y0, y1), r in zip(ys, ramps_y, strict=True):
+            sum_y[y0:y1] += r
+        for (x0, x1), r in zip(xs, ramps_x, strict=True):
+            sum_x[x0:x1] += r
         out = torch.zeros(1, 3, h, w)
-        weight = torch.zeros(1, 1, h, w)
-        ys = list(range(0, max(1, h - overlap), stride)) or [0]
-        xs = list(range(0, max(1, w - overlap), stride)) or [0]
         import sys
 
         from tqdm import tqdm
@@ -298,21 +358,14 @@ class FusionPipeline:
         # shown on stderr only when the tiles take more than 2 s (tqdm's delay)
         with tqdm(total=len(ys) * len(xs), desc=f"fuse {w}x{h}", unit="tile", delay=2,
                   file=sys.stderr, disable=not progress, leave=False) as bar:
-            for y in ys:
-                for x in xs:
-                    y1, x1 = min(y + tile, h), min(x + tile, w)
-                    y0, x0 = max(0, y1 - tile), max(0, x1 - tile)  # full-size edge tiles
-                    crop = None if init is None else init[..., y0:y1, x0:x1]
-                    tile_cands = None if cands is None else _cut(cands, (y0, y1, x0, x1))
-                    pred = self._run(a[..., y0:y1, x0:x1], b[..., y0:y1, x0:x1], pooled, steps,
-                                     sampler, shift, seed, crop, t0, tile_cands)
-                    wy = _ramp(y1 - y0, overlap, y0 == 0, y1 == h)
-                    wx = _ramp(x1 - x0, overlap, x0 == 0, x1 == w)
-                    wt = (wy[:, None] * wx[None, :])[None, None]
-                    out[..., y0:y1, x0:x1] += pred * wt
-                    weight[..., y0:y1, x0:x1] += wt
+            for (y0, y1), wy in zip(ys, ramps_y, strict=True):
+                for (x0, x1), wx in zip(xs, ramps_x, strict=True):
+                    a, b, init, cands = source((y0, y1, x0, x1))
+                    pred = self._run(a, b, pooled, steps, sampler, shift, seed, init, t0,
+                                     cands)
+                    out[..., y0:y1, x0:x1] += pred * (wy[:, None] * wx[None, :])
                     bar.update(1)
-        return out / weight.clamp_min(1e-8)
+        return out.div_(sum_y[:, None] * sum_x[None, :])
 
     def __call__(self, a, b, prompt: str | None = None, task: str | None = None,
                  steps: int = 8, sampler: str = "euler", shift: float = 1.0, seed: int = 0,
@@ -337,15 +390,27 @@ class FusionPipeline:
 
             task = guess_task(xa, xb)[0]
         prompt = default_prompt(task) if prompt is None else prompt  # "" stays empty
-        init = None if refine is None else _rgb_tensor(_as_array(refine))
-        fused = self.fuse_tensors(_rgb_tensor(xa), _rgb_tensor(xb), prompt, steps, sampler,
-                                  shift, seed, init=init, t0=t0,
-                                  cands=self.candidates(xa, xb, prompt, task), **tiling)
-        img = ((fused[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
-        if xa.ndim == 2 and xb.ndim == 2:
-            img = to_gray(img.astype(np.float64)).astype(np.float32)
+        ref = None if refine is None else _as_array(refine)
+        cands = self._candidate_arrays(xa, xb, prompt, task)
+
+        def source(box):  # the arrays become tensors one tile at a time
+            y0, y1, x0, x1 = box
+            return (_rgb_tensor(xa[y0:y1, x0:x1]), _rgb_tensor(xb[y0:y1, x0:x1]),
+                    None if ref is None else _rgb_tensor(ref[y0:y1, x0:x1]),
+                    None if cands is None else _cand_tensors(cands, box))
+
+        tiling = {"tile": TILE, "overlap": OVERLAP, "tile_threshold": TILE_THRESHOLD,
+                  "progress": True, **tiling}
+        fused = self._tiled(xa.shape[:2], source, prompt, steps, sampler, shift, seed,
+                            t0=t0, **tiling)[0]
+        fused.clamp_(-1, 1).add_(1).mul_(0.5)  # in place: a 24 MP output is 288 MB
+        if xa.ndim == 2 and xb.ndim == 2:  # gray + gray -> gray (luma, in float64)
+            img = np.tensordot(RGB2GRAY, fused.numpy(), axes=1).astype(np.float32)
+            fused = torch.from_numpy(img)[None]
         if output == "numpy":
-            return img
+            img = fused.permute(1, 2, 0).numpy()
+            return img[..., 0] if img.shape[-1] == 1 else img
         from PIL import Image
 
-        return Image.fromarray(np.round(img * 255).astype(np.uint8))
+        px = np.ascontiguousarray(fused.mul_(255).round_().to(torch.uint8).permute(1, 2, 0))
+        return Image.fromarray(px[..., 0] if px.shape[-1] == 1 else px)
