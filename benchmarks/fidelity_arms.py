@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmaif.data.synth import render
 from mmaif.evaluation.evaluate import eval_rows
 from mmaif.evaluation.fidelity import clean_fidelity, task_means
 from mmaif.evaluation.metrics import psnr_gt
 from mmaif.inference.pipeline import FusionPipeline
+from mmaif.synthesis.synth import render
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("vif", "mef", "mff")

@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mmaif.data.datasets import SynthFolder
-from mmaif.data.synth import SynthConfig, synthesize
 from mmaif.evaluation.metrics import blockiness
 from mmaif.model.components import Components
 from mmaif.model.dit import FusionDiT, make_config
 from mmaif.model.text import make_text_encoder
 from mmaif.model.tokenizers import PixelTokenizer, crop_to, pad_to_multiple
+from mmaif.synthesis.datasets import SynthFolder
+from mmaif.synthesis.synth import SynthConfig, synthesize
 
 VARIANTS = {"fullres head": dict(head="fullres"),
             "latent, residual over mean": dict(head="latent", residual_mean=True),

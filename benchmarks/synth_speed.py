@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mmaif.data.images import read_image, resize_to, write_image
 from mmaif.data.pairs import SAMPLES_TASK_DIRS, discover_pairs
-from mmaif.data.synth import SynthConfig, synthesize
+from mmaif.synthesis.synth import SynthConfig, synthesize
 
 
 def make_sources(dst: Path, shared: Path) -> None:

@@ -16,7 +16,7 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-from mmaif.data.synth import read_manifest
+from mmaif.synthesis.synth import read_manifest
 
 
 def _datasets(root: Path) -> dict[str, str]:

@@ -16,7 +16,7 @@ from mmaif.data.images import write_image
 from mmaif.data.pairs import SAMPLES_TASK_DIRS
 from mmaif.data.sheet import contact_sheet
 from mmaif.data.stacks import demo_pairs
-from mmaif.data.synth import SynthConfig, synthesize
+from mmaif.synthesis.synth import SynthConfig, synthesize
 
 
 def main() -> int:

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mmaif.data.datasets import SynthDataset, SynthFolder
-from mmaif.data.synth import SynthConfig, synthesize
+from mmaif.synthesis.datasets import SynthDataset, SynthFolder
+from mmaif.synthesis.synth import SynthConfig, synthesize
 
 from .test_synth import src  # noqa: F401  (module-scoped fixture with clean pairs)
 
@@ -56,7 +56,7 @@ def test_folder_cache_returns_identical_items(src, tmp_path):  # noqa: F811
 
 
 def test_several_folders_train_as_one(src, tmp_path):  # noqa: F811
-    from mmaif.data.datasets import SynthFolders
+    from mmaif.synthesis.datasets import SynthFolders
     from mmaif.training.trainer import TrainConfig, _dataset
 
     for name, seed in (("d1", 1), ("d2", 2)):

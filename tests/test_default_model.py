@@ -80,9 +80,9 @@ def test_the_prompt_changes_the_output(pipe):
     """Text guidance is not ignored: on a degraded dev sample the four prompt modes of
     `mmaif eval` give four different fusions, and the given prompt (naming the true
     degradations) moves the output more than rephrasing noise would."""
-    from mmaif.data.synth import render
     from mmaif.evaluation.evaluate import eval_rows, mismatched_prompts
     from mmaif.inference.pipeline import default_prompt
+    from mmaif.synthesis.synth import render
 
     rows = eval_rows(need(SAMPLES), names_file=str(DEV), repeats=1)
     i = next(k for k, r in enumerate(rows) if r["task"] == "mff")

@@ -83,9 +83,9 @@ def test_objective_has_one_source_of_truth():
 
 def test_flow_fusion_loss_has_a_gradient(four):  # noqa: F811
     """The fusion term reaches the weights through the predicted clean sample."""
-    from mmaif.data.datasets import SynthFolder
     from mmaif.model.text import make_text_encoder
     from mmaif.model.tokenizers import make_tokenizer
+    from mmaif.synthesis.datasets import SynthFolder
     from mmaif.training.trainer import _collate
 
     torch.manual_seed(0)
@@ -188,7 +188,7 @@ def test_flags_that_do_not_apply(cli, tmp_path):
 
 
 def test_workers_give_the_same_batches_and_weights(four, tmp_path):  # noqa: F811
-    from mmaif.data.datasets import SynthFolder
+    from mmaif.synthesis.datasets import SynthFolder
     from mmaif.training.trainer import make_loader
 
     ds = SynthFolder(four, patch=32)
@@ -215,7 +215,7 @@ def test_workers_give_the_same_batches_and_weights(four, tmp_path):  # noqa: F81
 
 
 def test_synth_shards_are_disjoint_parts_of_the_same_plan(cli, tmp_path):
-    from mmaif.data.synth import read_manifest
+    from mmaif.synthesis.synth import read_manifest
 
     root = tmp_path / "src"
     for k in range(2):

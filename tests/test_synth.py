@@ -10,7 +10,7 @@ import pytest
 
 from mmaif.data.degrade import OPS
 from mmaif.data.images import read_image
-from mmaif.data.synth import SynthConfig, read_manifest, render, synthesize
+from mmaif.synthesis.synth import SynthConfig, read_manifest, render, synthesize
 
 from .conftest import SAMPLES, need, save, texture
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmaif.data.datasets import SynthFolder
-from mmaif.data.synth import SynthConfig, synthesize
+from mmaif.synthesis.datasets import SynthFolder
+from mmaif.synthesis.synth import SynthConfig, synthesize
 from mmaif.training.trainer import Components, TrainConfig, latest_checkpoint, train
 
 from .conftest import save, texture

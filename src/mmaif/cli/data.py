@@ -110,8 +110,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from mmaif.data.pairs import TASKS, read_names_file
     from mmaif.data.sheet import contact_sheet
-    from mmaif.data.synth import SynthConfig, parse_shard, replay, summary, synthesize
-    from mmaif.data.teachers import parse_teachers
+    from mmaif.synthesis.synth import SynthConfig, parse_shard, replay, summary, synthesize
+    from mmaif.synthesis.teachers import parse_teachers
 
     if not args.out:
         raise UsageError("give the output folder with -o/--out")
@@ -158,7 +158,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_stacks(args: argparse.Namespace) -> int:
     from mmaif.data.stacks import write_photo_stacks
-    from mmaif.data.synth import prepare_out
+    from mmaif.synthesis.synth import prepare_out
 
     if args.variants < 1:
         raise UsageError("--variants must be at least 1")

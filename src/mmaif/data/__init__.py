@@ -1,2 +1,2 @@
-"""Data: images and pairs on disk, degradations and prompts, synthesis with teachers, torch
-datasets, rendered training stacks."""
+"""Data: images and pairs on disk, degradations and prompts, rendered training stacks (below
+the classical methods; synthesis, which needs their teachers, is :mod:`mmaif.synthesis`)."""

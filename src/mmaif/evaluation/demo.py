@@ -27,9 +27,9 @@ def run_demo(out_dir: str | Path, model: str | Path | None = None, log=print) ->
     shipped default), each as given and with two degradations plus the matching prompt; write
     PNGs and ``index.html`` into ``out_dir``; return the page."""
     from mmaif.data.degrade.pipeline import compose_prompt, describe, sample_ops
-    from mmaif.data.synth import degrade_pair
-    from mmaif.data.teachers import DEFAULT_TEACHERS
     from mmaif.inference.pipeline import TASK_PROMPTS, FusionPipeline
+    from mmaif.synthesis.synth import degrade_pair
+    from mmaif.synthesis.teachers import DEFAULT_TEACHERS
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

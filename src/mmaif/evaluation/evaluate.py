@@ -41,12 +41,12 @@ from mmaif.classical.restore import two_stage
 from mmaif.data.degrade.pipeline import TASK_OPS, compose_prompt, describe
 from mmaif.data.images import atomic_write_bytes, write_image
 from mmaif.data.pairs import discover_pairs, read_names_file, select_pairs
-from mmaif.data.synth import SynthConfig, plan, render
-from mmaif.data.teachers import parse_teachers
 from mmaif.distributed import gather, rank_world
 from mmaif.errors import InputError, UsageError
 from mmaif.evaluation.metrics import compute_metrics
 from mmaif.evaluation.report import Section, write_page
+from mmaif.synthesis.synth import SynthConfig, plan, render
+from mmaif.synthesis.teachers import parse_teachers
 
 METHODS = ("teacher", "gff", "two-stage", "mmaif-reg", "mmaif-flow")
 PROMPT_MODES = ("given", "task", "empty", "mismatched")

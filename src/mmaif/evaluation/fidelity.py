@@ -9,9 +9,9 @@ import numpy as np
 
 from mmaif.classical.fusion import fuse_arrays
 from mmaif.data.images import to_rgb
-from mmaif.data.synth import render
 from mmaif.evaluation.evaluate import eval_rows
 from mmaif.evaluation.metrics import blockiness, psnr_gt
+from mmaif.synthesis.synth import render
 
 
 def clean_fidelity(root: str | Path, names_file: str | None = None, model: str | None = None,

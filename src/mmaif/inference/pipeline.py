@@ -20,13 +20,7 @@ import numpy as np
 import torch
 
 from mmaif.data.degrade.pipeline import TASK_PROMPTS, default_prompt
-from mmaif.data.images import (
-    RGB2GRAY,
-    atomic_write_bytes,
-    read_image,
-    to_rgb,
-    unit_pixels,
-)
+from mmaif.data.images import atomic_write_bytes, read_image, to_gray, to_rgb, unit_pixels
 from mmaif.errors import InputError
 from mmaif.model.components import Components, load_run_weights
 from mmaif.model.dit import DiTConfig, FusionDiT
@@ -273,7 +267,7 @@ class FusionPipeline:
             return None
         from mmaif.classical.restore import head_candidates
         from mmaif.data.degrade.names import named_degradations
-        from mmaif.data.teachers import DEFAULT_TEACHERS
+        from mmaif.synthesis.teachers import DEFAULT_TEACHERS
 
         cfg = self.model.cfg
         fa, fb, ts, on = head_candidates(a, b, named_degradations(prompt, task),
@@ -405,7 +399,7 @@ class FusionPipeline:
                             t0=t0, **tiling)[0]
         fused.clamp_(-1, 1).add_(1).mul_(0.5)  # in place: a 24 MP output is 288 MB
         if xa.ndim == 2 and xb.ndim == 2:  # gray + gray -> gray (luma, in float64)
-            img = np.tensordot(RGB2GRAY, fused.numpy(), axes=1).astype(np.float32)
+            img = to_gray(fused.permute(1, 2, 0).numpy().astype(np.float64)).astype(np.float32)
             fused = torch.from_numpy(img)[None]
         if output == "numpy":
             img = fused.permute(1, 2, 0).numpy()

@@ -382,8 +382,8 @@ def _dist() -> tuple[int, int, int]:
 
 
 def _dataset(cfg: TrainConfig):
-    from mmaif.data.datasets import SynthDataset, SynthFolder, SynthFolders
-    from mmaif.data.synth import SynthConfig
+    from mmaif.synthesis.datasets import SynthDataset, SynthFolder, SynthFolders
+    from mmaif.synthesis.synth import SynthConfig
 
     if cfg.data:
         folders = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
@@ -439,7 +439,7 @@ def add_candidates(item: dict, mcfg: DiTConfig) -> dict:
     images as (3, H, W) in [0, 1]."""
     from mmaif.classical.restore import head_candidates
     from mmaif.data.degrade.names import named_degradations
-    from mmaif.data.teachers import DEFAULT_TEACHERS
+    from mmaif.synthesis.teachers import DEFAULT_TEACHERS
 
     names = named_degradations(item["prompt"], item.get("task"))
     teacher = DEFAULT_TEACHERS.get(item.get("task"), "gff") if mcfg.teacher_gate else None

@@ -24,8 +24,8 @@ from mmaif.data.degrade.ops import OPS, SEVERITIES
 from mmaif.data.degrade.pipeline import apply_ops, compose_prompt, describe, sample_ops
 from mmaif.data.images import atomic_write_bytes, encode_image, fit_within, read_image, resize_to
 from mmaif.data.pairs import TASKS, Pair, discover_pairs, select_pairs
-from mmaif.data.teachers import parse_teachers, teacher_gt
 from mmaif.errors import InputError, UsageError
+from mmaif.synthesis.teachers import parse_teachers, teacher_gt
 
 MANIFEST = "manifest.jsonl"
 CONFIG = "synth_config.json"

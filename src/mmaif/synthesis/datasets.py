@@ -16,7 +16,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from mmaif.data.degrade.depth import make_depth_estimator
 from mmaif.data.images import read_image, resize_to
-from mmaif.data.synth import SynthConfig, collect_pairs, plan, read_manifest, render
+from mmaif.synthesis.synth import SynthConfig, collect_pairs, plan, read_manifest, render
 
 
 def _to_tensor(x: np.ndarray, channels: int | None) -> torch.Tensor:
