@@ -239,6 +239,28 @@ def test_shipped_train_configs_load():
     for name in ("train_tiny.yaml", "train_base.yaml"):
         cfg = load_train_config(Path(__file__).parents[1] / "configs" / name)
         assert cfg.preset in ("tiny", "base") and cfg.max_steps > 0
+    arm = load_train_config(Path(__file__).parents[1] / "configs/exp/gates/fixes_teacher.yaml")
+    assert arm.out == "runs/arm_fixes_teacher" and arm.max_steps == 600  # base.yaml's
+    assert arm.model["teacher_gate"] and arm.model["evidence"]           # merged model keys
+
+
+def test_config_extends_a_base_file(tmp_path):
+    from mmaif.errors import InputError
+    from mmaif.training.trainer import load_train_config
+
+    (tmp_path / "base.yaml").write_text("lr: 0.001\nseed: 4\nmodel:\n  preset: tiny\n"
+                                        "  moe: false\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/arm.yaml").write_text("extends: ../base.yaml\nseed: 5\nmodel:\n  depth: 2\n")
+    cfg = load_train_config(tmp_path / "sub/arm.yaml")
+    assert (cfg.lr, cfg.seed, cfg.preset) == (0.001, 5, "tiny")
+    assert cfg.model == {"moe": False, "depth": 2}
+    (tmp_path / "base.yaml").write_text("extends: sub/arm.yaml\n")
+    with pytest.raises(InputError, match="cycle"):
+        load_train_config(tmp_path / "sub/arm.yaml")
+    (tmp_path / "base.yaml").write_text("extends: [a, b]\n")
+    with pytest.raises(InputError, match="one YAML file"):
+        load_train_config(tmp_path / "sub/arm.yaml")
 
 
 def test_flow_pipeline_batches_and_refine(four, tmp_path):

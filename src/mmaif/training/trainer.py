@@ -140,11 +140,29 @@ class TrainConfig:
                              "or an existing run folder)")
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    """YAML: keys of :class:`TrainConfig`, plus ``model:`` (preset + model overrides)."""
+def _config_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A training YAML with its ``extends:`` chain resolved: the named file (relative to this
+    one) first, this file's keys over it, ``model:`` merged key by key."""
     from mmaif.data.images import read_yaml_mapping
 
+    path = Path(path)
+    if path.resolve() in seen:
+        raise InputError(f"{path}: `extends:` comes back to this file; break the cycle")
     data = read_yaml_mapping(path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise InputError(f"{path}: extends={base!r}; give the path of one YAML file")
+    parent = _config_mapping(path.parent / base, (*seen, path.resolve()))
+    model = {**(parent.get("model") or {}), **(data.get("model") or {})}
+    return {**parent, **data, **({"model": model} if model else {})}
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """YAML: keys of :class:`TrainConfig`, plus ``model:`` (preset + model overrides), plus
+    optionally ``extends: BASE.yaml`` (a file whose keys this one overrides)."""
+    data = _config_mapping(Path(path))
     model = dict(data.pop("model", {}) or {})
     if "preset" in model:
         data.setdefault("preset", model.pop("preset"))
