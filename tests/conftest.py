@@ -54,3 +54,53 @@ def cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory):
+    root = tmp_path_factory.mktemp("src")
+    for t, (da, db) in {"vif": ("ir", "vi"), "mef": ("under", "over"),
+                        "mff": ("near", "far")}.items():
+        for k in range(2):
+            a = texture(48, 64, 0 if t == "vif" else 3, seed=k)
+            b = texture(48, 64, 3, seed=10 + k)
+            if t == "mef":
+                a, b = a * 0.4, np.clip(b * 1.6, 0, 1)
+            save(root / t / da / f"p{k}.png", a)
+            save(root / t / db / f"p{k}.png", b)
+    return root
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory):
+    """4 synthesized 64x64 samples (full-frame crops, so every epoch sees the same pixels)."""
+    root = tmp_path_factory.mktemp("four")
+    for t, (da, db) in {"vif": ("ir", "vi"), "mff": ("near", "far")}.items():
+        for k in range(2):
+            save(root / "src" / t / da / f"p{k}.png", texture(64, 64, 0 if t == "vif" else 3, k))
+            save(root / "src" / t / db / f"p{k}.png", texture(64, 64, 3, 5 + k))
+    from mmaif.synthesis.synth import SynthConfig, synthesize
+
+    cfg = SynthConfig(tasks=["vif", "mff"], sources=[str(root / "src")], n=4, seed=0,
+                      crop_scales=[1.0], clean_prob=0.0)
+    synthesize(cfg, root / "data", progress="none")
+    return root / "data"
+
+
+def small(data, out, **kw):
+    """A small, fast TrainConfig over ``data`` (e.g. :func:`four`)."""
+    from mmaif.training.trainer import TrainConfig
+
+    base = dict(data=str(data), out=str(out), batch=4, patch=64, warmup=10, lr=1e-3,
+                log_every=50, save_every=1000, sample_every=0, weight_decay=0.0,
+                model=dict(dim=64, depth=2, heads=2, adaln_rank=16))
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(run, name="model.safetensors"):
+    """The tensors of a run's latest checkpoint file."""
+    from safetensors.torch import load_file
+
+    from mmaif.model.components import latest_checkpoint
+
+    return load_file(str(latest_checkpoint(run) / name))

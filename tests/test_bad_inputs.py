@@ -262,7 +262,7 @@ def test_resume_messages(cli, tmp_path, monkeypatch):
     (relative) data path does not resolve from here says how to point at it."""
     from mmaif.training.trainer import train
 
-    from .test_train import small
+    from .conftest import small
 
     root = tmp_path / "src"
     for k in range(2):

@@ -25,7 +25,7 @@ from mmaif.training.trainer import (
     warm_start,
 )
 
-from .conftest import texture
+from .conftest import small, texture
 from .test_model import perturb
 
 GATES = dict(fix_gates=True, teacher_gate=True)
@@ -322,3 +322,21 @@ def test_tile_spans_cover_with_the_overlap_and_few_pixels(n, tile, overlap, m):
     assert all(e1 - s2 >= overlap for (_, e1), (s2, _) in itertools.pairwise(spans))
     # no more tiles than strides of (tile - overlap) need
     assert len(spans) == -(-(n - overlap) // (tile - overlap))
+
+
+def test_training_a_gated_model_with_the_teacher_only_where_named(four, tmp_path):
+    """The loader adds each item's candidates (the teacher only for named degradations), the
+    distillation terms of every gate are logged, and the run's model fuses."""
+    from mmaif.inference.pipeline import FusionPipeline
+    from mmaif.training.trainer import train
+
+    model = dict(dim=32, depth=2, heads=2, adaln_rank=8, evidence=["laplacian", "exposure"],
+                 **GATES, teacher_named=True)
+    out = train(small(four, tmp_path / "run", max_steps=2, distill_weight=1.0, log_every=1,
+                      prompt_dropout=0.5, model=model), progress="none")
+    assert {"distill_fix_a", "distill_fix_b", "distill_teacher"} <= set(out["last"])
+    assert all(np.isfinite(v) for v in out["last"].values())
+    pipe = FusionPipeline.from_pretrained(tmp_path / "run")
+    assert pipe.model.cfg.teacher_named
+    a, b = texture(21, 35, 0, seed=1), texture(21, 35, 3, seed=2)
+    assert pipe(a, b, task="vif", output="numpy").shape == (21, 35, 3)

@@ -7,14 +7,12 @@ from torch.utils.data import DataLoader
 from mmaif.synthesis.datasets import SynthDataset, SynthFolder
 from mmaif.synthesis.synth import SynthConfig, synthesize
 
-from .test_synth import src  # noqa: F401  (module-scoped fixture with clean pairs)
-
 
 def cfg(src_root, n=6, seed=0):
     return SynthConfig(tasks=["vif", "mef", "mff"], sources=[str(src_root)], n=n, seed=seed)
 
 
-def test_on_the_fly_items_are_deterministic_per_epoch(src):  # noqa: F811
+def test_on_the_fly_items_are_deterministic_per_epoch(src):
     ds = SynthDataset(cfg(src), patch=32)
     x0, again = ds[1], ds[1]
     assert x0["a"].shape == (3, 32, 32) and x0["gt"].dtype == torch.float32
@@ -26,14 +24,14 @@ def test_on_the_fly_items_are_deterministic_per_epoch(src):  # noqa: F811
     assert torch.equal(ds[1]["gt"], x0["gt"])
 
 
-def test_dataloader_batches_mixed_tasks(src):  # noqa: F811
+def test_dataloader_batches_mixed_tasks(src):
     loader = DataLoader(SynthDataset(cfg(src), patch=24), batch_size=3, num_workers=2)
     batch = next(iter(loader))
     assert batch["a"].shape == (3, 3, 24, 24) and batch["task"] == ["vif", "mef", "mff"]
     assert batch["b"].min() >= 0 and batch["b"].max() <= 1
 
 
-def test_on_the_fly_equals_written_samples(src, tmp_path):  # noqa: F811
+def test_on_the_fly_equals_written_samples(src, tmp_path):
     rows = synthesize(cfg(src, n=3, seed=5), tmp_path / "o", progress="none")
     written = SynthFolder(tmp_path / "o", channels=None)
     fly = SynthDataset(cfg(src, n=3, seed=5), channels=None)
@@ -43,7 +41,7 @@ def test_on_the_fly_equals_written_samples(src, tmp_path):  # noqa: F811
                                    atol=0.5 / 255 + 1e-6)
 
 
-def test_folder_cache_returns_identical_items(src, tmp_path):  # noqa: F811
+def test_folder_cache_returns_identical_items(src, tmp_path):
     synthesize(SynthConfig(tasks=["vif", "mef"], sources=[str(src)], n=4, seed=3), tmp_path / "d",
                progress="none")
     plain = SynthFolder(tmp_path / "d", patch=32)
@@ -55,7 +53,7 @@ def test_folder_cache_returns_identical_items(src, tmp_path):  # noqa: F811
     assert len(cached._cache) == 4
 
 
-def test_several_folders_train_as_one(src, tmp_path):  # noqa: F811
+def test_several_folders_train_as_one(src, tmp_path):
     from mmaif.synthesis.datasets import SynthFolders
     from mmaif.training.trainer import TrainConfig, _dataset
 

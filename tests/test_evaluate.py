@@ -9,11 +9,10 @@ from mmaif.data.images import read_image
 from mmaif.evaluation.evaluate import bootstrap_ci, eval_rows, mismatched_prompts
 from mmaif.training.trainer import train
 
-from .test_synth import src  # noqa: F401  (module fixture: clean pairs of every task)
-from .test_train import four, small  # noqa: F401  (module fixture: 4 synthesized samples)
+from .conftest import small
 
 
-def test_eval_classical_and_model(cli, src, four, tmp_path):  # noqa: F811
+def test_eval_classical_and_model(cli, src, four, tmp_path):
     train(small(four, tmp_path / "run", max_steps=2), progress="none")
     (tmp_path / "names.txt").write_text("# two pairs\np0\n")
     code, out, err = cli("eval", "--data", src, "--out", tmp_path / "ev", "--methods",
@@ -38,7 +37,7 @@ def test_eval_classical_and_model(cli, src, four, tmp_path):  # noqa: F811
     assert "mmaif-reg" in out and "PSNR_gt" in out
 
 
-def test_eval_repeats_draw_different_degradations(cli, src, tmp_path):  # noqa: F811
+def test_eval_repeats_draw_different_degradations(cli, src, tmp_path):
     (tmp_path / "names.txt").write_text("vif/p0\n")
     code, _, err = cli("eval", "--data", src, "--out", tmp_path / "ev", "--methods", "gff",
                        "--pairs", tmp_path / "names.txt", "--repeats", "3")
@@ -50,7 +49,7 @@ def test_eval_repeats_draw_different_degradations(cli, src, tmp_path):  # noqa: 
     assert (tmp_path / "ev/summary_degradations.csv").is_file()
 
 
-def test_eval_errors(cli, src, four, tmp_path):  # noqa: F811
+def test_eval_errors(cli, src, four, tmp_path):
     train(small(four, tmp_path / "run", max_steps=1), progress="none")
     code, _, err = cli("eval", "--data", src, "--out", tmp_path / "e", "--methods", "mmaif-flow",
                        "--model", tmp_path / "run")
@@ -66,7 +65,7 @@ def read_csv(path):
         return list(csv.DictReader(fh))
 
 
-def test_mef_teacher_is_mertens_of_the_degraded_inputs(cli, src, tmp_path):  # noqa: F811
+def test_mef_teacher_is_mertens_of_the_degraded_inputs(cli, src, tmp_path):
     """The teacher row of an MEF sample is exactly `mmaif fuse --method mertens` of the saved
     degraded inputs (and not GFF, the VIF/MFF teacher)."""
     (tmp_path / "names.txt").write_text("mef/p0\nvif/p1\n")
@@ -89,7 +88,7 @@ def test_mef_teacher_is_mertens_of_the_degraded_inputs(cli, src, tmp_path):  # n
     assert "Δ vs teacher" in out and "per degradation type" in out
 
 
-def test_every_prompt_mode_gives_its_own_rows(cli, src, four, tmp_path):  # noqa: F811
+def test_every_prompt_mode_gives_its_own_rows(cli, src, four, tmp_path):
     train(small(four, tmp_path / "run", max_steps=1), progress="none")
     (tmp_path / "names.txt").write_text("vif/p0\nvif/p1\nmff/p0\n")
     code, out, err = cli("eval", "--data", src, "--out", tmp_path / "ev", "--methods",
@@ -114,7 +113,7 @@ def test_every_prompt_mode_gives_its_own_rows(cli, src, four, tmp_path):  # noqa
     assert code == 2 and "--prompt-modes" in err
 
 
-def test_mismatched_prompts_share_no_degradation(src):  # noqa: F811
+def test_mismatched_prompts_share_no_degradation(src):
     rows = eval_rows(src, repeats=6)
     prompts = mismatched_prompts(rows)
     assert prompts == mismatched_prompts(rows)  # deterministic

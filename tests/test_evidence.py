@@ -15,9 +15,8 @@ from mmaif.evaluation.metrics import psnr_gt
 from mmaif.model.dit import EVIDENCE_MAPS, DiTConfig, FusionDiT, fullres_output, save_model
 from mmaif.training.trainer import blend_targets, distill_loss, train, warm_start
 
-from .conftest import texture
+from .conftest import small, texture
 from .test_model import inputs, perturb, tiny
-from .test_train import four, small  # noqa: F401  (module fixture: 4 synthesized samples)
 
 F = 4  # evidence_f of the tiny configs: latent grid (8, 12) <-> images (32, 48)
 
@@ -144,7 +143,7 @@ def test_distill_loss_is_zero_at_the_target_and_masked():
     assert fullres_output(pred, [a, -a], 8).abs().max() < 1e-6
 
 
-def test_training_with_evidence_and_distillation(four, tmp_path):  # noqa: F811
+def test_training_with_evidence_and_distillation(four, tmp_path):
     model = dict(dim=64, depth=2, heads=2, adaln_rank=16, evidence=["laplacian", "exposure"],
                  stem=4)
     out = train(small(four, tmp_path / "run", max_steps=3, distill_weight=1.0, log_every=1,

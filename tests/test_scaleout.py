@@ -29,10 +29,9 @@ from mmaif.training.trainer import (
     train,
 )
 
-from .conftest import save, texture
+from .conftest import save, small, texture, weights
 from .test_model import perturb
 from .test_tokenizers_text import _tiny_vae
-from .test_train import four, small, weights  # noqa: F401  (module fixture)
 
 
 def _tensors(module):
@@ -81,7 +80,7 @@ def test_objective_has_one_source_of_truth():
                        objective="flow", device="cpu")
 
 
-def test_flow_fusion_loss_has_a_gradient(four):  # noqa: F811
+def test_flow_fusion_loss_has_a_gradient(four):
     """The fusion term reaches the weights through the predicted clean sample."""
     from mmaif.model.text import make_text_encoder
     from mmaif.model.tokenizers import make_tokenizer
@@ -108,7 +107,7 @@ def test_flow_fusion_loss_has_a_gradient(four):  # noqa: F811
     assert not torch.allclose(grads(0.0), grads(1.0))
 
 
-def test_fusion_loss_with_a_decoder_without_gradients_is_refused(four, tmp_path):  # noqa: F811
+def test_fusion_loss_with_a_decoder_without_gradients_is_refused(four, tmp_path):
     from .test_tokenizers_text import _Dec, _Enc
 
     folder = tmp_path / "cosmos"
@@ -120,7 +119,7 @@ def test_fusion_loss_with_a_decoder_without_gradients_is_refused(four, tmp_path)
                     fusion_weight=0.1, model=dict(dim=32, depth=1, heads=2)), progress="none")
 
 
-def test_resume_keeps_the_schedule_and_refuses_other_changes(cli, four, tmp_path):  # noqa: F811
+def test_resume_keeps_the_schedule_and_refuses_other_changes(cli, four, tmp_path):
     run = tmp_path / "r"
     train(small(four, run, max_steps=4, warmup=1), progress="none")
     state = json.loads((latest_checkpoint(run) / "state.json").read_text())
@@ -138,7 +137,7 @@ def test_resume_keeps_the_schedule_and_refuses_other_changes(cli, four, tmp_path
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_resumes_to_identical_weights(four, tmp_path):  # noqa: F811
+def test_sigkill_mid_run_resumes_to_identical_weights(four, tmp_path):
     args = ["--data", four, "--max-steps", 8, "--batch", 2, "--patch", 32, "--save-every", 2,
             "--keep-last", 10, "--progress", "none", "--preset", "tiny"]
     model = {"model": {"dim": 32, "depth": 1, "heads": 2, "adaln_rank": 8}}
@@ -187,7 +186,7 @@ def test_flags_that_do_not_apply(cli, tmp_path):
     assert code == 2 and "folder mode" in err
 
 
-def test_workers_give_the_same_batches_and_weights(four, tmp_path):  # noqa: F811
+def test_workers_give_the_same_batches_and_weights(four, tmp_path):
     from mmaif.synthesis.datasets import SynthFolder
     from mmaif.training.trainer import make_loader
 

@@ -17,21 +17,6 @@ from .conftest import SAMPLES, need, save, texture
 ROW_KEYS = {"id", "task", "sources", "crop", "teacher", "ops", "prompt", "seed"}
 
 
-@pytest.fixture(scope="module")
-def src(tmp_path_factory):
-    root = tmp_path_factory.mktemp("src")
-    for t, (da, db) in {"vif": ("ir", "vi"), "mef": ("under", "over"),
-                        "mff": ("near", "far")}.items():
-        for k in range(2):
-            a = texture(48, 64, 0 if t == "vif" else 3, seed=k)
-            b = texture(48, 64, 3, seed=10 + k)
-            if t == "mef":
-                a, b = a * 0.4, np.clip(b * 1.6, 0, 1)
-            save(root / t / da / f"p{k}.png", a)
-            save(root / t / db / f"p{k}.png", b)
-    return root
-
-
 def images(folder, ids):
     return {(k, i): read_image(folder / k / f"{i}.png").data for i in ids for k in ("a", "b", "gt")}
 

@@ -9,41 +9,15 @@ import torch
 from safetensors.torch import load_file
 
 from mmaif.synthesis.datasets import SynthFolder
-from mmaif.synthesis.synth import SynthConfig, synthesize
-from mmaif.training.trainer import Components, TrainConfig, latest_checkpoint, train
+from mmaif.training.trainer import Components, latest_checkpoint, train
 
-from .conftest import save, texture
-
-
-@pytest.fixture(scope="module")
-def four(tmp_path_factory):
-    """4 synthesized 64x64 samples (full-frame crops, so every epoch sees the same pixels)."""
-    root = tmp_path_factory.mktemp("four")
-    for t, (da, db) in {"vif": ("ir", "vi"), "mff": ("near", "far")}.items():
-        for k in range(2):
-            save(root / "src" / t / da / f"p{k}.png", texture(64, 64, 0 if t == "vif" else 3, k))
-            save(root / "src" / t / db / f"p{k}.png", texture(64, 64, 3, 5 + k))
-    cfg = SynthConfig(tasks=["vif", "mff"], sources=[str(root / "src")], n=4, seed=0,
-                      crop_scales=[1.0], clean_prob=0.0)
-    synthesize(cfg, root / "data", progress="none")
-    return root / "data"
-
-
-def small(data, out, **kw) -> TrainConfig:
-    base = dict(data=str(data), out=str(out), batch=4, patch=64, warmup=10, lr=1e-3,
-                log_every=50, save_every=1000, sample_every=0, weight_decay=0.0,
-                model=dict(dim=64, depth=2, heads=2, adaln_rank=16))
-    return TrainConfig(**{**base, **kw})
+from .conftest import small, texture, weights
 
 
 def read_checkpoint_state(run):
     import json
 
     return json.loads((latest_checkpoint(run) / "state.json").read_text())
-
-
-def weights(run, name="model.safetensors"):
-    return load_file(str(latest_checkpoint(run) / name))
 
 
 def test_overfit_regression(four, tmp_path):

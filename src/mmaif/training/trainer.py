@@ -728,7 +728,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         while pos < per_epoch and step < end:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
-            terms: dict[str, float] = {}
+            terms: dict[str, torch.Tensor] = {}  # detached; read (a device sync) at log steps
             for m in range(cfg.accum):
                 keys, items = next(micro_batches)
                 micro = [i for _, i in keys]
@@ -750,11 +750,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             step += 1
             pos += 1
             logger.tick()
-            first_loss = terms["loss"] if first_loss is None else first_loss
+            first_loss = float(terms["loss"]) if first_loss is None else first_loss
             last = terms
             if rank == 0 and (step % cfg.log_every == 0 or step == end):
                 rate = (step - start_step) / max(1e-9, time.perf_counter() - t_start)
-                logger.log(step, {**terms, "lr": opt.param_groups[0]["lr"],
+                logger.log(step, {**{k: float(v) for k, v in terms.items()},
+                                  "lr": opt.param_groups[0]["lr"],
                                   "grad_norm": float(gnorm), "steps_per_s": rate})
             if rank == 0 and cfg.sample_every and step % cfg.sample_every == 0:
                 _sample_grid(run / "samples" / f"step_{step:07d}.png", batch, pred.detach())
@@ -767,7 +768,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     logger.close()
     if world > 1:
         torch.distributed.barrier()
-    return {"step": step, "first_loss": first_loss, "last": last, "run": str(run)}
+    return {"step": step, "first_loss": first_loss,
+            "last": {k: float(v) for k, v in last.items()}, "run": str(run)}
 
 
 def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: list[int],
@@ -792,9 +794,9 @@ def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: li
         # the one-step estimate of the clean sample; with a gradient when a loss uses it
         v = out if cfg.fusion_weight > 0 else out.detach()
         pred = comps.tok.decode(flow.noisy(z0, eps, t) - tt * v.float())
-    parts["main"] = float(main.detach())
+    parts["main"] = main.detach()
     loss = main + cfg.balance_weight * aux["balance"]
-    parts["balance"] = float(aux["balance"].detach())
+    parts["balance"] = aux["balance"].detach()
     if cfg.distill_weight > 0:
         if "parts" not in aux:
             raise UsageError("distill_weight needs the fullres head (blend weights) and the "
@@ -806,10 +808,10 @@ def _loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: li
         for k, term in head_distill(fp, aux["logits"], gt, comps.tok.f,
                                     cfg.distill_min_diff).items():
             loss = loss + cfg.distill_weight * term
-            parts[k] = float(term.detach())
+            parts[k] = term.detach()
     if cfg.fusion_weight > 0:
         fl = fusion_loss(pred, [a, b])
         loss = loss + cfg.fusion_weight * fl
-        parts["fusion"] = float(fl.detach())
-    parts["loss"] = float(loss.detach())
+        parts["fusion"] = fl.detach()
+    parts["loss"] = loss.detach()
     return loss, parts, pred
