@@ -297,3 +297,13 @@ def test_default_max_pixels_fits_the_machines_memory(monkeypatch):
         raise ValueError(k)
     monkeypatch.setattr(images.os, "sysconf", unknown)
     assert images.fitting_max_pixels() == images.DEFAULT_MAX_PIXELS
+
+
+def test_flow_with_the_fullres_head_is_refused_not_overridden(tmp_path):
+    from mmaif.errors import UsageError
+    from mmaif.training.trainer import TrainConfig, build_model_config
+
+    cfg = TrainConfig(objective="flow", model={"head": "fullres"})
+    with pytest.raises(UsageError, match="head: latent"):
+        build_model_config(cfg, 192, 384)
+    assert build_model_config(TrainConfig(objective="flow"), 192, 384).head == "latent"

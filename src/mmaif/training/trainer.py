@@ -324,6 +324,9 @@ def warm_start(model: FusionDiT, path: str | Path) -> int:
 def build_model_config(cfg: TrainConfig, latent_channels: int, text_dim: int) -> DiTConfig:
     over = {"latent_channels": latent_channels, "text_dim": text_dim, **cfg.model}
     if cfg.objective == "flow":
+        if over.get("head", "latent") != "latent":
+            raise UsageError(f"model.head={over['head']!r} with objective flow: a flow model "
+                             "predicts velocities in latent space; use head: latent (or omit it)")
         over.update(flow=True, head="latent")
     elif cfg.tokenizer != "pixel":
         over.setdefault("head", "latent")
