@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from mmaif.training.trainer import TrainConfig, _dataset, make_loader
+from mmaif.training.config import TrainConfig
+from mmaif.training.data import _dataset, make_loader
 
 
 def main() -> None:

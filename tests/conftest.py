@@ -89,7 +89,7 @@ def four(tmp_path_factory):
 
 def small(data, out, **kw):
     """A small, fast TrainConfig over ``data`` (e.g. :func:`four`)."""
-    from mmaif.training.trainer import TrainConfig
+    from mmaif.training.config import TrainConfig
 
     base = dict(data=str(data), out=str(out), batch=4, patch=64, warmup=10, lr=1e-3,
                 log_every=50, save_every=1000, sample_every=0, weight_decay=0.0,

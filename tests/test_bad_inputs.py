@@ -301,7 +301,7 @@ def test_default_max_pixels_fits_the_machines_memory(monkeypatch):
 
 def test_flow_with_the_fullres_head_is_refused_not_overridden(tmp_path):
     from mmaif.errors import UsageError
-    from mmaif.training.trainer import TrainConfig, build_model_config
+    from mmaif.training.config import TrainConfig, build_model_config
 
     cfg = TrainConfig(objective="flow", model={"head": "fullres"})
     with pytest.raises(UsageError, match="head: latent"):

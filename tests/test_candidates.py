@@ -17,13 +17,9 @@ from mmaif.errors import InputError
 from mmaif.model.components import Components
 from mmaif.model.dit import DiTConfig, FusionDiT, fullres_parts, save_model
 from mmaif.model.tokenizers import PixelTokenizer
-from mmaif.training.trainer import (
-    add_candidates,
-    gate_targets,
-    head_distill,
-    tone_targets,
-    warm_start,
-)
+from mmaif.training.checkpoint import warm_start
+from mmaif.training.data import add_candidates
+from mmaif.training.losses import gate_targets, head_distill, tone_targets
 
 from .conftest import small, texture
 from .test_model import perturb

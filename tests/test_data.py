@@ -55,7 +55,8 @@ def test_folder_cache_returns_identical_items(src, tmp_path):
 
 def test_several_folders_train_as_one(src, tmp_path):
     from mmaif.synthesis.datasets import SynthFolders
-    from mmaif.training.trainer import TrainConfig, _dataset
+    from mmaif.training.config import TrainConfig
+    from mmaif.training.data import _dataset
 
     for name, seed in (("d1", 1), ("d2", 2)):
         synthesize(cfg(src, n=3, seed=seed), tmp_path / name, progress="none")

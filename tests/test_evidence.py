@@ -13,7 +13,9 @@ from mmaif.classical.fusion import fuse_arrays
 from mmaif.errors import InputError, UsageError
 from mmaif.evaluation.metrics import psnr_gt
 from mmaif.model.dit import EVIDENCE_MAPS, DiTConfig, FusionDiT, fullres_output, save_model
-from mmaif.training.trainer import blend_targets, distill_loss, train, warm_start
+from mmaif.training.checkpoint import warm_start
+from mmaif.training.losses import blend_targets, distill_loss
+from mmaif.training.trainer import train
 
 from .conftest import small, texture
 from .test_model import inputs, perturb, tiny
@@ -169,7 +171,8 @@ def test_pipeline_output_keeps_odd_sizes_with_evidence():
 
 def test_prompt_dropout_replaces_only_degraded_prompts_deterministically():
     from mmaif.data.degrade.pipeline import default_prompt
-    from mmaif.training.trainer import TrainConfig, drop_prompts
+    from mmaif.training.config import TrainConfig
+    from mmaif.training.data import drop_prompts
 
     def batch():
         return [{"prompt": f"remove the haze {i}", "task": "vif",

@@ -19,15 +19,11 @@ import torch
 
 from mmaif.errors import UsageError
 from mmaif.inference.pipeline import FusionPipeline
+from mmaif.model.components import Components, latest_checkpoint
 from mmaif.model.dit import DiTConfig, FusionDiT
-from mmaif.training.trainer import (
-    Components,
-    TrainConfig,
-    _loss,
-    latest_checkpoint,
-    lr_at,
-    train,
-)
+from mmaif.training.config import TrainConfig, lr_at
+from mmaif.training.losses import step_loss
+from mmaif.training.trainer import train
 
 from .conftest import save, small, texture, weights
 from .test_model import perturb
@@ -85,7 +81,7 @@ def test_flow_fusion_loss_has_a_gradient(four):
     from mmaif.model.text import make_text_encoder
     from mmaif.model.tokenizers import make_tokenizer
     from mmaif.synthesis.datasets import SynthFolder
-    from mmaif.training.trainer import _collate
+    from mmaif.training.data import _collate
 
     torch.manual_seed(0)
     tok, text = make_tokenizer("pixel"), make_text_encoder("minilm")
@@ -100,7 +96,7 @@ def test_flow_fusion_loss_has_a_gradient(four):
         model.zero_grad()
         tc = TrainConfig(data="x", objective="flow", fusion_weight=fusion_weight,
                          balance_weight=0.0)
-        loss = _loss(comps, model, batch, pooled, [0, 1], 0, tc)[0]
+        loss = step_loss(comps, model, batch, pooled, [0, 1], 0, tc)[0]
         loss.backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
@@ -188,7 +184,7 @@ def test_flags_that_do_not_apply(cli, tmp_path):
 
 def test_workers_give_the_same_batches_and_weights(four, tmp_path):
     from mmaif.synthesis.datasets import SynthFolder
-    from mmaif.training.trainer import make_loader
+    from mmaif.training.data import make_loader
 
     ds = SynthFolder(four, patch=32)
     cfg = TrainConfig(data=str(four), batch=2, seed=3)

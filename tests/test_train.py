@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mmaif.model.components import Components, latest_checkpoint
 from mmaif.synthesis.datasets import SynthFolder
-from mmaif.training.trainer import Components, latest_checkpoint, train
+from mmaif.training.trainer import train
 
 from .conftest import small, texture, weights
 
@@ -208,7 +209,7 @@ def test_end_to_end_cli(tmp_path):
 def test_shipped_train_configs_load():
     from pathlib import Path
 
-    from mmaif.training.trainer import load_train_config
+    from mmaif.training.config import load_train_config
 
     for name in ("train_tiny.yaml", "train_base.yaml"):
         cfg = load_train_config(Path(__file__).parents[1] / "configs" / name)
@@ -220,7 +221,7 @@ def test_shipped_train_configs_load():
 
 def test_config_extends_a_base_file(tmp_path):
     from mmaif.errors import InputError
-    from mmaif.training.trainer import load_train_config
+    from mmaif.training.config import load_train_config
 
     (tmp_path / "base.yaml").write_text("lr: 0.001\nseed: 4\nmodel:\n  preset: tiny\n"
                                         "  moe: false\n")

@@ -38,7 +38,8 @@ def add_parsers(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mmaif.training.trainer import TrainConfig, load_train_config, train
+    from mmaif.training.config import TrainConfig, load_train_config
+    from mmaif.training.trainer import train
 
     cfg = load_train_config(args.config) if args.config else TrainConfig()
     data = args.data[0] if args.data and len(args.data) == 1 else args.data

@@ -1,0 +1,157 @@
+"""What the trainer reads: the dataset of a run (synth folders or on the fly), batches of
+(epoch, index) keys sharded like DistributedSampler, prompt dropout and the classical
+candidates added per item, and collation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmaif.errors import InputError
+from mmaif.model.components import (
+    _seeded,
+)
+from mmaif.model.dit import DiTConfig
+from mmaif.training.config import TrainConfig
+
+
+def _dataset(cfg: TrainConfig):
+    from mmaif.synthesis.datasets import SynthDataset, SynthFolder, SynthFolders
+    from mmaif.synthesis.synth import SynthConfig
+
+    if cfg.data:
+        folders = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
+        for folder in folders:
+            if not (Path(folder) / "manifest.jsonl").is_file():
+                raise InputError(f"{folder}: no manifest.jsonl; --data takes a `mmaif synth` "
+                                 "output folder")
+        parts = [SynthFolder(f, patch=cfg.patch, cache=cfg.cache) for f in folders]
+        return parts[0] if len(parts) == 1 else SynthFolders(parts)
+    return SynthDataset(SynthConfig(tasks=["vif", "mef", "mff"], sources=list(cfg.src),
+                                    n=cfg.onthefly_n, seed=cfg.seed), patch=cfg.patch)
+
+
+class _EpochIndexed(torch.utils.data.Dataset):
+    """Items addressed by (epoch, index): each DataLoader worker (persistent or not) sets its
+    own copy's epoch from the key, so random patches follow the epoch exactly as without
+    workers. Items are pure functions of (seed, epoch, index): worker seeds play no part.
+    Prompt dropout and the classical candidates (for a model with gates) are added here, in
+    the workers, so the candidates follow the prompt the model will see."""
+
+    def __init__(self, dataset, cfg: TrainConfig | None = None,
+                 candidates: DiTConfig | None = None):
+        self.dataset, self.cfg, self.candidates = dataset, cfg, candidates
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[tuple[int, int], dict]:
+        epoch, i = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        item = self.dataset[i]
+        if self.cfg is not None:
+            drop_prompts([item], [i], self.cfg, epoch)
+        if self.candidates is not None:
+            add_candidates(item, self.candidates)
+        return key, item
+
+
+def _array(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W) when its channels are equal (a replicated gray image, as
+    the datasets give), else (H, W, C): the classical methods' colour policy needs the gray."""
+    if x.shape[0] == 3 and torch.equal(x[0], x[1]) and torch.equal(x[0], x[2]):
+        return x[0].numpy()
+    return x.permute(1, 2, 0).numpy()
+
+
+def add_candidates(item: dict, mcfg: DiTConfig) -> dict:
+    """``item['fa'], item['fb']``: the classical fixes of the degradations the item's prompt
+    names; for a model with a teacher gate also ``item['ts']``, the task's default teacher on
+    them, and ``item['ts_on']``, whether the gate is open (:func:`mmaif.classical.restore.
+    head_candidates`; exactly what ``FusionPipeline.candidates`` computes at inference);
+    images as (3, H, W) in [0, 1]."""
+    from mmaif.classical.restore import head_candidates
+    from mmaif.data.degrade.names import named_degradations
+    from mmaif.synthesis.teachers import DEFAULT_TEACHERS
+
+    names = named_degradations(item["prompt"], item.get("task"))
+    teacher = DEFAULT_TEACHERS.get(item.get("task"), "gff") if mcfg.teacher_gate else None
+    fa, fb, ts, on = head_candidates(_array(item["a"]), _array(item["b"]), names, teacher,
+                                     mcfg.teacher_named)
+    for key, x in (("fa", fa), ("fb", fb), ("ts", ts)):
+        if x is not None:
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            item[key] = t[None].repeat(3, 1, 1) if t.dim() == 2 \
+                else t.permute(2, 0, 1).contiguous()
+    if ts is not None:
+        item["ts_on"] = torch.tensor(float(on))
+    return item
+
+
+class _MicroBatches(torch.utils.data.Sampler):
+    """This rank's micro-batches of (epoch, index) keys, from (epoch, position) on, forever:
+    a seeded permutation per epoch, each global batch sharded rank::world (the semantics of
+    DistributedSampler, arranged so one process and N see identical global batches)."""
+
+    def __init__(self, n: int, cfg: TrainConfig, rank: int, world: int, epoch: int, pos: int):
+        self.n, self.cfg, self.rank, self.world = n, cfg, rank, world
+        self.epoch, self.pos = epoch, pos
+
+    def __iter__(self):
+        cfg, epoch, pos = self.cfg, self.epoch, self.pos
+        per_micro = cfg.batch // (self.world * cfg.accum)
+        while True:
+            perm = torch.randperm(self.n, generator=_seeded(cfg.seed, epoch))
+            for p in range(pos, self.n // cfg.batch):
+                mine = perm[p * cfg.batch:(p + 1) * cfg.batch][self.rank::self.world].tolist()
+                for m in range(cfg.accum):
+                    yield [(epoch, i) for i in mine[m * per_micro:(m + 1) * per_micro]]
+            epoch, pos = epoch + 1, 0
+
+
+def _keys_and_items(pairs: list) -> tuple[list, list]:
+    return [k for k, _ in pairs], [it for _, it in pairs]
+
+
+def make_loader(dataset, cfg: TrainConfig, rank: int, world: int, epoch: int, pos: int,
+                device: torch.device, candidates: DiTConfig | None = None
+                ) -> torch.utils.data.DataLoader:
+    """A DataLoader over this rank's micro-batches from (epoch, pos): ``cfg.workers``
+    processes (persistent), pinned memory on CUDA; with ``candidates`` (the config of a model
+    with gates), each item carries that model's classical candidates. Yields (keys, items)."""
+    sampler = _MicroBatches(len(dataset), cfg, rank, world, epoch, pos)
+    w = cfg.workers
+    return torch.utils.data.DataLoader(
+        _EpochIndexed(dataset, cfg, candidates), batch_sampler=sampler, num_workers=w,
+        collate_fn=_keys_and_items,
+        pin_memory=device.type == "cuda", persistent_workers=w > 0,
+        prefetch_factor=2 if w > 0 else None)
+
+
+def _collate(items: list[dict], device) -> dict:
+    keys = [k for k in ("a", "b", "gt", "fa", "fb", "ts") if k in items[0]]
+    out = {k: torch.stack([it[k] for it in items]).to(device) * 2 - 1 for k in keys}
+    if "ts_on" in items[0]:
+        out["ts_on"] = torch.stack([it["ts_on"] for it in items]).to(device)
+    out["prompt"] = [it["prompt"] for it in items]
+    return out
+
+
+def drop_prompts(items: list[dict], indices: list[int], cfg: TrainConfig, epoch: int) -> None:
+    """Prompt dropout: a ``cfg.prompt_dropout`` share of the *degraded* samples gets the task's
+    default prompt (what ``mmaif fuse`` uses without ``--prompt``) or the empty prompt, half
+    each, so the model restores what it sees without being told. Seeded per (seed, epoch,
+    sample index): exact resumes and any number of processes see the same prompts."""
+    if cfg.prompt_dropout <= 0:
+        return
+    from mmaif.data.degrade.pipeline import default_prompt
+
+    for it, i in zip(items, indices, strict=True):
+        if it.get("ops", "[]") == "[]":
+            continue
+        u = torch.rand(2, generator=_seeded(cfg.seed, epoch, i, 7)).tolist()
+        if u[0] < cfg.prompt_dropout:
+            it["prompt"] = default_prompt(it.get("task")) if u[1] < 0.5 else ""
