@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slow test-all lint bench clean
 
 # torch first: `pip install torch==2.13.0` takes the CPU wheel on this machine's disk; asked
 # for later through the project's dependencies it could pull a multi-GB CUDA build instead.
@@ -26,9 +26,15 @@ $(STAMP_TEST): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/mmaif demo -o demo_out
 
+# the fast lane (every test not marked slow); test-slow: the rest; test-all: both (CI)
 test: $(STAMP_TEST)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP_TEST)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+test-all: test test-slow
 
 lint: $(STAMP_TEST)
 	$(VENV)/bin/ruff check .

@@ -76,6 +76,7 @@ def test_no_argument_loads_the_default(pipe):
 DEV = REPO / "splits" / "fusion_samples_dev.txt"
 
 
+@pytest.mark.slow
 def test_the_prompt_changes_the_output(pipe):
     """Text guidance is not ignored: on a degraded dev sample the four prompt modes of
     `mmaif eval` give four different fusions, and the given prompt (naming the true
@@ -96,6 +97,7 @@ def test_the_prompt_changes_the_output(pipe):
             assert diff > 2e-3, f"prompts {prompts[j]!r} and {prompts[k]!r}: mean |diff| {diff}"
 
 
+@pytest.mark.slow
 def test_imitates_the_teacher_better_than_the_input_mean():
     """On clean dev pairs the model is closer to the teacher than its starting point (the mean
     of the inputs) in every task: it learned the fusion, not only the averaging."""

@@ -182,6 +182,7 @@ def test_flags_that_do_not_apply(cli, tmp_path):
     assert code == 2 and "folder mode" in err
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_batches_and_weights(four, tmp_path):
     from mmaif.synthesis.datasets import SynthFolder
     from mmaif.training.data import make_loader

@@ -21,12 +21,14 @@ def read_checkpoint_state(run):
     return json.loads((latest_checkpoint(run) / "state.json").read_text())
 
 
+@pytest.mark.slow
 def test_overfit_regression(four, tmp_path):
     # the real tiny preset (no overrides); 120 steps gave 15x here
     summary = train(small(four, tmp_path / "r", max_steps=150, model={}), progress="none")
     assert summary["last"]["main"] < summary["first_loss"] / 10, summary
 
 
+@pytest.mark.slow
 def test_overfit_flow(four, tmp_path):
     # tiny preset (patch 1); ema 0 so the evaluated (EMA) weights are the trained ones
     # measured: fixed-(t, noise) loss 1.08 -> 0.08, sampler MSE to GT 1.08 -> 0.04
@@ -93,6 +95,7 @@ def test_corrupt_checkpoint_is_an_error(cli, four, tmp_path):
     assert code == 2 and "no checkpoint" in err
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one(four, tmp_path):
     common = ["--data", four, "--max-steps", 3, "--batch", 4, "--patch", 32,
               "--balance-weight", 0, "--objective", "flow", "--progress", "none",
