@@ -56,16 +56,17 @@ def main() -> None:
     from mmaif.inference.pipeline import FusionPipeline
     from mmaif.model.components import Components
     from mmaif.model.dit import FusionDiT, make_config
+    from mmaif.model.objectives import Regression
     from mmaif.model.tokenizers import PixelTokenizer
 
     tok = PixelTokenizer()
     torch.manual_seed(0)
     bare = FusionDiT(make_config("tiny", latent_channels=tok.z, text_dim=384)).eval()
-    comps = Components(bare, tok, None, "reg")
+    reg = Regression(Components(bare, tok, None, "reg"))
     a, b, pooled = torch.rand(1, 3, 480, 640) * 2 - 1, torch.rand(1, 3, 480, 640) * 2 - 1, \
         torch.randn(1, 384)
     with torch.no_grad():
-        t_bare = median_time(lambda: comps.regress(bare, a, b, pooled), args.runs)
+        t_bare = median_time(lambda: reg.predict(bare, a, b, pooled), args.runs)
     pipe = FusionPipeline.from_pretrained(args.model)
     cfg = pipe.model.cfg
     print(f"model: fix_gates={cfg.fix_gates}, teacher_gate={cfg.teacher_gate}, tone={cfg.tone}; "

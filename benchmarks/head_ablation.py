@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from mmaif.evaluation.metrics import blockiness
 from mmaif.model.components import Components
 from mmaif.model.dit import FusionDiT, make_config
+from mmaif.model.objectives import Regression
 from mmaif.model.text import make_text_encoder
 from mmaif.model.tokenizers import PixelTokenizer, crop_to, pad_to_multiple
 from mmaif.synthesis.datasets import SynthFolder
@@ -38,8 +39,8 @@ VARIANTS = {"fullres head": dict(head="fullres"),
 
 def predict(model, tok, a, b, pooled):
     """Images in [-1, 1] (B, 3, H, W) -> (fused image in [-1, 1], aux): the one regression
-    step of training and inference (``Components.regress``), so any head config works."""
-    image, _, aux = Components(model, tok, None, "reg").regress(model, a, b, pooled)
+    step of training and inference (``Regression.predict``), so any head config works."""
+    image, _, aux = Regression(Components(model, tok, None, "reg")).predict(model, a, b, pooled)
     return image, aux
 
 

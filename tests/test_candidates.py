@@ -15,11 +15,12 @@ from mmaif.data.degrade.names import named_degradations, names_from_ops
 from mmaif.data.degrade.pipeline import compose_prompt, prompt_bank, sample_ops
 from mmaif.errors import InputError
 from mmaif.model.components import Components
-from mmaif.model.dit import DiTConfig, FusionDiT, fullres_parts, save_model
+from mmaif.model.dit import DiTConfig, FusionDiT, save_model
+from mmaif.model.head import fullres_parts, gate_targets, head_distill, tone_targets
+from mmaif.model.objectives import Regression
 from mmaif.model.tokenizers import PixelTokenizer
 from mmaif.training.checkpoint import warm_start
 from mmaif.training.data import add_candidates
-from mmaif.training.losses import gate_targets, head_distill, tone_targets
 
 from .conftest import small, texture
 from .test_model import perturb
@@ -107,12 +108,12 @@ def test_warm_start_from_a_model_without_gates_is_exact(tmp_path):
         a, b, fa, fb, ts = _batch()
         text = torch.randn(2, 384)
         with torch.no_grad():
-            ref = Components(old, tok, None, "reg").regress(old, a, b, text)[0]
-            got = Components(new, tok, None, "reg").regress(
+            ref = Regression(Components(old, tok, None, "reg")).predict(old, a, b, text)[0]
+            got = Regression(Components(new, tok, None, "reg")).predict(
                 new, a, b, text, {"fixes": [fa, fb], "teacher": ts})[0]
         assert torch.equal(ref, got), kw
     with pytest.raises(ValueError, match="cands"):
-        Components(new, tok, None, "reg").regress(new, a, b, text)
+        Regression(Components(new, tok, None, "reg")).predict(new, a, b, text)
 
 
 def test_warm_start_maps_channels_by_kind(tmp_path):
@@ -126,9 +127,9 @@ def test_warm_start_maps_channels_by_kind(tmp_path):
     a, b, fa, fb, ts = _batch(seed=8)
     text = torch.randn(2, 384)
     with torch.no_grad():
-        ref = Components(old, tok, None, "reg").regress(old, a, b, text, {"fixes": None,
+        ref = Regression(Components(old, tok, None, "reg")).predict(old, a, b, text, {"fixes": None,
                                                                           "teacher": ts})[0]
-        got = Components(new, tok, None, "reg").regress(
+        got = Regression(Components(new, tok, None, "reg")).predict(
             new, a, b, text, {"fixes": [fa, fb], "teacher": ts})[0]
     assert torch.equal(ref, got)
 
@@ -139,7 +140,7 @@ def test_gradients_reach_every_new_parameter():
     with torch.no_grad():  # a trained model: every path non-zero
         perturb(model)
     a, b, fa, fb, ts = _batch(seed=3)
-    out = Components(model, tok, None, "reg").regress(
+    out = Regression(Components(model, tok, None, "reg")).predict(
         model, a, b, torch.randn(2, 384), {"fixes": [fa, fb], "teacher": ts})[0]
     (out - ts.flip(-1)).abs().mean().backward()
     c, p, z = model.cfg.out_channels, model.cfg.patch, model.cfg.latent_channels

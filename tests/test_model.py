@@ -13,13 +13,13 @@ from mmaif.model.dit import (
     FusionDiT,
     MoEGLU,
     apply_rope,
-    fullres_output,
     load_config_file,
     load_model,
     make_config,
     rope_2d,
     save_model,
 )
+from mmaif.model.head import fullres_output
 
 Z = 12  # tiny latent channels for speed
 
@@ -206,7 +206,7 @@ def test_param_counts_active_below_total():
 
 
 def test_latent_output_residual_over_the_mean():
-    from mmaif.model.dit import latent_output
+    from mmaif.model.head import latent_output
 
     cfg = tiny(head="latent")
     cond, text, _ = inputs(cfg)

@@ -21,8 +21,8 @@ from mmaif.errors import UsageError
 from mmaif.inference.pipeline import FusionPipeline
 from mmaif.model.components import Components, latest_checkpoint
 from mmaif.model.dit import DiTConfig, FusionDiT
+from mmaif.model.objectives import Flow
 from mmaif.training.config import TrainConfig, lr_at
-from mmaif.training.losses import step_loss
 from mmaif.training.trainer import train
 
 from .conftest import save, small, texture, weights
@@ -88,7 +88,7 @@ def test_flow_fusion_loss_has_a_gradient(four):
     cfg = DiTConfig(latent_channels=tok.z, dim=32, depth=1, heads=2, adaln_rank=8, flow=True,
                     head="latent", text_dim=text.dim)
     model = perturb(FusionDiT(cfg))
-    comps = Components(model, tok, text, "flow")
+    objective = Flow(Components(model, tok, text, "flow"))
     batch = _collate([SynthFolder(four, patch=32)[i] for i in range(2)], "cpu")
     pooled = text.encode(batch["prompt"])[2]
 
@@ -96,7 +96,7 @@ def test_flow_fusion_loss_has_a_gradient(four):
         model.zero_grad()
         tc = TrainConfig(data="x", objective="flow", fusion_weight=fusion_weight,
                          balance_weight=0.0)
-        loss = step_loss(comps, model, batch, pooled, [0, 1], 0, tc)[0]
+        loss = objective.loss(model, batch, pooled, [0, 1], 0, tc)[0]
         loss.backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 

@@ -54,7 +54,7 @@ def test_overfit_flow(four, tmp_path):
             v = c.model(c.condition(batch["a"], batch["b"]), pooled, t,
                         (1 - 0.5) * z0 + 0.5 * eps)[0]
             fixed = torch.mean((v - (eps - z0)) ** 2).item()
-            img = c.sample_flow(c.model, batch["a"], batch["b"], pooled, steps=8)
+            img = pipe.obj.sample(c.model, batch["a"], batch["b"], pooled, steps=8)
         return fixed, torch.mean((img - batch["gt"]) ** 2).item()
 
     start = train(small(four, tmp_path / "f0", objective="flow", max_steps=1, lr=1e-12,

@@ -55,6 +55,7 @@ def _measure(preset: str, objective: str, f: int, sizes: list[str], runs: int) -
     from mmaif.evaluation.info import count_flops
     from mmaif.model.components import Components
     from mmaif.model.dit import FusionDiT, make_config
+    from mmaif.model.objectives import make_objective
     from mmaif.model.tokenizers import PixelTokenizer
 
     if preset == "default":  # the shipped pipeline end to end: numpy in, numpy out
@@ -71,7 +72,7 @@ def _measure(preset: str, objective: str, f: int, sizes: list[str], runs: int) -
             over.update(flow=True, head="latent")
         torch.manual_seed(0)
         model = FusionDiT(make_config(preset, **over)).eval()
-        comps = Components(model, tok, None, objective)
+        obj = make_objective(Components(model, tok, None, objective))
     out = []
     for size in sizes:
         w, h = (int(v) for v in size.split("x"))
@@ -89,8 +90,8 @@ def _measure(preset: str, objective: str, f: int, sizes: list[str], runs: int) -
 
             def step(a=a, b=b, pooled=pooled):
                 if objective == "flow":  # one sampler step = one network evaluation
-                    return comps.sample_flow(model, a, b, pooled, steps=1)
-                return comps.regress(model, a, b, pooled)[0]
+                    return obj.sample(model, a, b, pooled, steps=1)
+                return obj.predict(model, a, b, pooled)[0]
 
         flops, _ = count_flops(step)
         with torch.no_grad():

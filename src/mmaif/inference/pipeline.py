@@ -24,6 +24,7 @@ from mmaif.data.images import atomic_write_bytes, read_image, to_gray, to_rgb, u
 from mmaif.errors import InputError
 from mmaif.model.components import Components, load_run_weights
 from mmaif.model.dit import DiTConfig, FusionDiT
+from mmaif.model.objectives import make_objective
 from mmaif.model.tokenizers import crop_to, make_tokenizer, pad_to_multiple
 
 DEFAULT_MODEL = Path(__file__).parents[1] / "weights" / "default"
@@ -155,6 +156,7 @@ class FusionPipeline:
         self.model = model.eval()
         self.net = self.model  # what runs: the model, or its torch.compile'd wrapper
         self.c = Components(self.model, tok, enc, own)
+        self.obj = make_objective(self.c)
         self.to(self.device)
 
     @property
@@ -296,10 +298,10 @@ class FusionPipeline:
                 start = None
                 if init is not None:  # SDEdit-style refinement of a given (regression) output
                     start = self.c.tok.encode(pad_to_multiple(init.to(self.device), m)[0])
-                out = self.c.sample_flow(self.net, a, b, pooled, steps, sampler, shift, seed,
-                                         start=start, t0=t0 if init is not None else 1.0)
+                out = self.obj.sample(self.net, a, b, pooled, steps, sampler, shift, seed,
+                                      start=start, t0=t0 if init is not None else 1.0)
             else:
-                out = self.c.regress(self.net, a, b, pooled, cands)[0]
+                out = self.obj.predict(self.net, a, b, pooled, cands)[0]
         return crop_to(out, size).float().cpu()
 
     def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, prompt: str, steps: int = 8,

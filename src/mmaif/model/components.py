@@ -11,8 +11,7 @@ from pathlib import Path
 import torch
 
 from mmaif.errors import InputError
-from mmaif.model import flow
-from mmaif.model.dit import FusionDiT, fullres_parts, latent_output
+from mmaif.model.dit import FusionDiT
 
 CKPT_FILES = ("model.safetensors", "ema.safetensors", "optim.safetensors", "rng.safetensors")
 
@@ -23,55 +22,14 @@ def _seeded(*key: int) -> torch.Generator:
 
 
 class Components:
-    """Tokenizer, text encoder and model wiring shared by training and inference."""
+    """Tokenizer, text encoder and model wiring shared by training and inference (the
+    objectives in :mod:`mmaif.model.objectives` turn it into losses and images)."""
 
     def __init__(self, model: FusionDiT, tokenizer, text, objective: str):
         self.model, self.tok, self.text, self.objective = model, tokenizer, text, objective
 
     def condition(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.tok.encode(a), self.tok.encode(b)], dim=1)
-
-    def regress(self, net, a, b, pooled, cands: dict | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """One regression pass -> (image in [-1, 1], latent or None, aux). ``cands`` holds the
-        classical candidates the model's gates read (``fixes``: [fix(a), fix(b)], ``teacher``:
-        the teacher's fusion of the fixes; images like a and b; optional ``teacher_on``: (B,),
-        0 where the teacher gate is closed), required when the model has fix / teacher gates.
-        With the fullres head, aux['logits'] holds the head's channels after the residual on
-        the token grid (blend logits, gate logits, tone) and aux['parts'] what
-        :func:`fullres_parts` made the image of."""
-        cfg = self.model.cfg
-        fixes = teacher = teacher_on = None
-        if cfg.fix_gates or cfg.teacher_gate:
-            if cands is None:
-                raise ValueError("this model fuses with classical candidates: pass cands="
-                                 "{'fixes': [fa, fb], 'teacher': ts} (see candidate_tensors)")
-            fixes = cands["fixes"] if cfg.fix_gates else None
-            teacher = cands["teacher"] if cfg.teacher_gate else None
-            teacher_on = cands.get("teacher_on")
-        images = [a, b] + (fixes or []) + ([teacher] if teacher is not None else [])
-        cond = self.condition(a, b)
-        out, aux = net(cond, pooled, images=images)
-        if cfg.head == "fullres":
-            aux["logits"] = out[:, cfg.latent_channels:]
-            aux["parts"] = fullres_parts(out, [a, b], self.tok.f, fixes, teacher, cfg.tone,
-                                          teacher_on)
-            return aux["parts"]["out"], None, aux
-        lat = latent_output(out, cond, cfg)
-        return self.tok.decode(lat), lat, aux
-
-    def sample_flow(self, net, a, b, pooled, steps: int, method: str = "euler",
-                    shift: float = 1.0, seed: int = 0, start: torch.Tensor | None = None,
-                    t0: float = 1.0) -> torch.Tensor:
-        cond = self.condition(a, b)
-        g = _seeded(seed, 0)
-        eps = torch.randn(cond.shape[0], self.tok.z, *cond.shape[2:], generator=g).to(cond)
-        z = eps if start is None else flow.refine_start(start, eps, t0)
-
-        def velocity(zt, t):
-            return net(cond, pooled, t, zt, images=[a, b])[0]
-
-        return self.tok.decode(flow.sample(velocity, z, steps, method, shift, t0))
 
 
 def sha256_file(path: Path) -> str:

@@ -31,6 +31,7 @@ from mmaif.model.components import (
     read_checkpoint,
 )
 from mmaif.model.dit import DiTConfig, FusionDiT
+from mmaif.model.objectives import make_objective
 from mmaif.training.checkpoint import _optim_load, save_checkpoint, warm_start
 from mmaif.training.config import (
     TrainConfig,
@@ -38,9 +39,6 @@ from mmaif.training.config import (
     lr_at,
 )
 from mmaif.training.data import _collate, _dataset, make_loader
-from mmaif.training.losses import (
-    step_loss,
-)
 
 
 # -------------------------------------------------------------------------- training
@@ -228,7 +226,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     ddp = net  # no_sync lives on the DDP wrapper, not on a compiled one
     if cfg.compile:
         net = torch.compile(net)
-    comps = Components(model, tok, text, cfg.objective)
+    objective = make_objective(Components(model, tok, text, cfg.objective))
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.amp and device.type == "cuda") \
         else torch.autocast("cpu", enabled=False)
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, step + stop_after)
@@ -251,7 +249,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 sync = m == cfg.accum - 1 or world == 1
                 ctx = ddp.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
                 with ctx, amp:
-                    loss, parts, pred = step_loss(comps, net, batch, pooled, micro, step, cfg)
+                    loss, parts, pred = objective.loss(net, batch, pooled, micro, step, cfg)
                     (loss / cfg.accum).backward()
                 for k, v in parts.items():
                     terms[k] = terms.get(k, 0.0) + v / cfg.accum

@@ -1,35 +1,94 @@
-"""What a training step minimises: the regression / flow loss of one batch (:func:`step_loss`),
-the auxiliary fusion loss, and the distillation of the full-resolution head's blend weights,
-gates and tone toward least-squares targets."""
+"""The full-resolution head: the image a 'fullres' prediction makes of the inputs and their
+classical candidates (blend weights, fix and teacher gates, tone, residual), the latent head's
+output, and the distillation of the head's weights, gates and tone toward least-squares
+targets against the ground truth."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from mmaif.errors import UsageError
-from mmaif.model import flow
-from mmaif.model.components import (
-    Components,
-    _seeded,
-)
-from mmaif.training.config import TrainConfig
+from mmaif.model.dit import DiTConfig
 
 
-def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+# ------------------------------------------------------------------- output composition
+def latent_output(out: torch.Tensor, cond: torch.Tensor, cfg: DiTConfig) -> torch.Tensor:
+    """Regression with the 'latent' head: the predicted latent, as a correction of the mean of
+    the input latents when ``residual_mean`` (NAFNet-style global residual) is on."""
+    if cfg.flow or not cfg.residual_mean:
+        return out
+    b, _, h, w = cond.shape
+    return out + cond.view(b, cfg.n_inputs, cfg.latent_channels, h, w).mean(dim=1)
 
 
-def fusion_loss(pred: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
-    """sum_i |X~ - X_i|_1 + |grad X~ - grad X_i|_1 (means over pixels)."""
-    gx, gy = _grad(pred)
-    total = pred.new_zeros(())
-    for x in inputs:
-        ix, iy = _grad(x)
-        total = total + F.l1_loss(pred, x) + F.l1_loss(gx, ix) + F.l1_loss(gy, iy)
-    return total
+# --------------------------------------------------------------- full-resolution head
+def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
+                  fixes: list[torch.Tensor] | None = None,
+                  teacher: torch.Tensor | None = None, tone: bool = False,
+                  teacher_on: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Image from a 'fullres' prediction (B, out_channels, h, w; channels as
+    :meth:`DiTConfig.head_channels`) and the full-resolution inputs (each (B, C, h*f, w*f), in
+    [-1, 1]), with what it is made of:
+
+    - ``restored``: each input moved toward its classical fix (``fixes``) by a gate in [0, 1]
+      (``r = clamp(logit, 0, 1)``, on the token grid, upsampled bilinearly);
+    - with ``tone``: each restored input times (1 + its gain), per cell and channel
+      (HDRNet-like local affine; Gharbi et al. 2017), and an offset per channel added after the
+      blend;
+    - ``base``: softmax blend weights (``weights``) over those, plus the first z channels
+      pixel-shuffled as a residual for what blending cannot fix;
+    - ``out``: ``base`` moved toward the teacher's fusion of the fixes (``teacher``) by a gate,
+      closed for the samples where ``teacher_on`` (B,) is 0.
+
+    Gates and gains multiply the full-resolution images: a contrast stretch or dehazing that a
+    192-number token could not carry pixel by pixel is selected, not regressed. With the new
+    channels at zero this is the blend of the inputs plus the residual (the head without
+    them); at pred = 0 it is the inputs' mean."""
+    n = len(inputs)
+    k_fix, k_t, k_tone = (n if fixes is not None else 0), int(teacher is not None), 3 * n + 3
+    z = pred.shape[1] - n - k_fix - k_t - (k_tone if tone else 0)
+    size = inputs[0].shape[-2:]
+
+    def up(t):
+        return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False)
+
+    dt = inputs[0].dtype
+    parts = {"weights": up(pred[:, z:z + n]).softmax(dim=1).to(dt)}
+    restored = list(inputs)
+    if fixes is not None:
+        gates = up(pred[:, z + n:z + 2 * n]).clamp(0, 1).to(dt)
+        restored = [x + gates[:, i:i + 1] * (fx - x)
+                    for i, (x, fx) in enumerate(zip(inputs, fixes, strict=True))]
+        parts["fix_gates"] = gates
+    w = parts["weights"]
+    toned = restored
+    offset = 0
+    if tone:
+        c0 = z + n + k_fix + k_t
+        gains = up(pred[:, c0:c0 + 3 * n]).to(dt)
+        toned = [x * (1 + gains[:, 3 * i:3 * i + 3]) for i, x in enumerate(restored)]
+        offset = up(pred[:, c0 + 3 * n:c0 + k_tone]).to(dt)
+        parts.update(gains=gains, offset=offset)
+    base = sum(w[:, i:i + 1] * toned[i] for i in range(n)) + offset \
+        + F.pixel_shuffle(pred[:, :z], f)
+    parts.update(restored=restored, base=base, out=base)
+    if teacher is not None:
+        s = up(pred[:, z + n + k_fix:z + n + k_fix + 1]).clamp(0, 1).to(base.dtype)
+        if teacher_on is not None:
+            s = s * teacher_on.to(s).view(-1, 1, 1, 1)
+        parts.update(teacher_gate=s, out=base + s * (teacher - base))
+    return parts
 
 
+def fullres_output(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
+                   fixes: list[torch.Tensor] | None = None,
+                   teacher: torch.Tensor | None = None, tone: bool = False,
+                   teacher_on: torch.Tensor | None = None) -> torch.Tensor:
+    """The image of :func:`fullres_parts`."""
+    return fullres_parts(pred, inputs, f, fixes, teacher, tone, teacher_on)["out"]
+
+
+# ----------------------------------------------------------------------- distillation
 def gate_targets(d: torch.Tensor, resid: torch.Tensor, f: int,
                  min_diff: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares gate per f x f block for an output that is linear in it,
@@ -124,48 +183,3 @@ def head_distill(parts: dict, logits: torch.Tensor, gt: torch.Tensor, f: int,
                           logits[:, c0 + 3 * n:c0 + 3 * n + 3, None]], dim=2)
         terms["distill_tone"] = (pred.float() - theta).abs().mean()
     return terms
-
-
-def step_loss(comps: Components, net, batch: dict, pooled: torch.Tensor, indices: list[int],
-          step: int, cfg: TrainConfig) -> tuple[torch.Tensor, dict, torch.Tensor]:
-    a, b, gt = batch["a"], batch["b"], batch["gt"]
-    parts = {}
-    if cfg.objective == "reg":
-        cands = {"fixes": [batch["fa"], batch["fb"]], "teacher": batch.get("ts"),
-                 "teacher_on": batch.get("ts_on")} if "fa" in batch else None
-        pred, lat, aux = comps.regress(net, a, b, pooled, cands)
-        main = F.l1_loss(lat, comps.tok.encode(gt)) if lat is not None else F.l1_loss(pred, gt)
-    else:
-        z0 = comps.tok.encode(gt)
-        gens = [_seeded(cfg.seed, step, i) for i in indices]  # per sample: shard-independent
-        eps = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in gens]).to(z0)
-        t = torch.cat([flow.sample_t(1, g, cfg.t_mean, cfg.t_std, cfg.t_shift)
-                       for g in gens]).to(z0.device)
-        cond = comps.condition(a, b)
-        out, aux = net(cond, pooled, t, flow.noisy(z0, eps, t), images=[a, b])
-        main = F.mse_loss(out.float(), flow.velocity_target(z0, eps).float())
-        tt = t.view(-1, 1, 1, 1)
-        # the one-step estimate of the clean sample; with a gradient when a loss uses it
-        v = out if cfg.fusion_weight > 0 else out.detach()
-        pred = comps.tok.decode(flow.noisy(z0, eps, t) - tt * v.float())
-    parts["main"] = main.detach()
-    loss = main + cfg.balance_weight * aux["balance"]
-    parts["balance"] = aux["balance"].detach()
-    if cfg.distill_weight > 0:
-        if "parts" not in aux:
-            raise UsageError("distill_weight needs the fullres head (blend weights) and the "
-                             "regression objective")
-        fp = {**aux["parts"], "inputs": [a, b]}
-        if "fa" in batch:
-            fp.update(fixes=[batch["fa"], batch["fb"]], teacher=batch.get("ts"),
-                      teacher_on=batch.get("ts_on"))
-        for k, term in head_distill(fp, aux["logits"], gt, comps.tok.f,
-                                    cfg.distill_min_diff).items():
-            loss = loss + cfg.distill_weight * term
-            parts[k] = term.detach()
-    if cfg.fusion_weight > 0:
-        fl = fusion_loss(pred, [a, b])
-        loss = loss + cfg.fusion_weight * fl
-        parts["fusion"] = fl.detach()
-    parts["loss"] = loss.detach()
-    return loss, parts, pred
