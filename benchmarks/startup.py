@@ -5,7 +5,7 @@ on the same machine (medians of --runs fresh processes).
 
 Rows: importing torch; `mmaif --version` (the CLI's own imports); `mmaif fuse` with the task
 prompt (the prompt's encoding ships with the model, so the text encoder is not loaded); the
-same with --prompt (the encoder is loaded); `--method gff` (no model). The target of issue 19:
+same with --prompt (the encoder is loaded); `--method gff` (no model). Target:
 `mmaif fuse` without --prompt within 2.2x of importing torch.
 """
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18's arms: the shipped default continued as it is, + fix gates, + fix gates and the
+# The gate arms: the shipped default continued as it is, + fix gates, + fix gates and the
 # teacher gate; equal budget (configs/exp/gates/*.yaml: same 6000 new samples, seed, lr and
 # steps), each warm-started from src/mmaif/weights/default. Then, per arm, the dev-split eval
 # (given and task prompts, 4 degradation draws per pair) into eval_arms/ARM/.

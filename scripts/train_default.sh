@@ -21,13 +21,13 @@ $MMAIF train --config configs/train_default_v1.yaml --progress lines
 
 # stage 2: + evidence maps and blend-weight distillation (zero-initialised: step 0 is stage 1),
 # + ../shared/train-corpus, 25 % prompt dropout; the first 1000 steps of a 2400-step schedule
-# (this is the run issue 11 probed; it was started from stage 1's export, the same weights)
+# (started from stage 1's export: the same weights)
 TRAIN=(--src ../shared/fusion-samples --src ../shared/train-corpus --src data/stacks)
 $MMAIF synth "${TRAIN[@]}" --out data/exp_synth --n 3000 --seed 0 "${SYNTH[@]}"
 $MMAIF train --config configs/train_warm.yaml --stop-after 1000 --progress lines
 
 # stage 3: 10000 more samples (seeds 1, 2), 13000 in all; 30 % prompt dropout; stopped at
-# step 6500 of the 8000-step schedule (the session's time ran out)
+# step 6500 of the 8000-step schedule
 $MMAIF synth "${TRAIN[@]}" --out data/synth_s1 --n 5000 --seed 1 "${SYNTH[@]}"
 $MMAIF synth "${TRAIN[@]}" --out data/synth_s2 --n 5000 --seed 2 "${SYNTH[@]}"
 $MMAIF train --config configs/train_default.yaml --stop-after 6500 --progress lines

@@ -1,4 +1,4 @@
-"""Bad input, as a new user meets it (issue 19): each case of the table is one command that must
+"""Bad input, as a new user meets it: each case of the table is one command that must
 end with exit 2 and one line naming the problem (and what to do), write nothing and leave the
 inputs as they were. Plus the pixel rules, folder mode that finishes what it can, and the
 server's header and form limits."""

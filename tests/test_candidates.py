@@ -1,4 +1,4 @@
-"""Classical candidates in the head (issue 18): the degradations a prompt names, the fixes and
+"""Classical candidates in the head: the degradations a prompt names, the fixes and
 the teacher's fusion of them (what two-stage computes), the gates that select them, their
 distillation targets, and exact warm starts of models without them."""
 
