@@ -111,6 +111,11 @@ def test_metrics_folder_mode_writes_csv(cli, tmp_path):
     assert [r["name"] for r in rows] == ["a1", "a2", "mean"]
     assert float(rows[2]["EN"]) == pytest.approx((float(rows[0]["EN"]) + float(rows[1]["EN"])) / 2,
                                                  rel=1e-5)
+    # the same rows from the functions behind the command
+    from mmaif.evaluation.measure import csv_text, folder_metrics
+
+    again = folder_metrics(tmp_path / "data", tmp_path / "fused", progress=False)
+    assert csv_text(again) == (tmp_path / "m.csv").read_text()
 
 
 def test_demo_writes_images_and_html(cli, tmp_path):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io as _io
 import json
 import math
 import sys
@@ -236,36 +234,9 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find_fused(folder: Path, name: str) -> Path | None:
-    from mmaif.data.images import READ_EXTS
-
-    for ext in READ_EXTS:
-        for cand in (folder / (name + ext), folder / (name + ext.upper())):
-            if cand.is_file():
-                return cand
-    return None
-
-
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from mmaif.data.images import atomic_write_bytes, check_output_path, read_image, resize_to
-    from mmaif.evaluation.metrics import METRIC_NAMES, compute_metrics
-
-    def load(path):
-        return read_image(path, max_pixels=args.max_pixels).data
-
-    def measure(pa, pb, pf, pg=None):
-        f = load(pf)
-        size = (f.shape[1], f.shape[0])
-        imgs = []
-        for p in (pa, pb) + ((pg,) if pg else ()):
-            x = load(p)
-            if (x.shape[1], x.shape[0]) != size:
-                if not args.resize:
-                    raise InputError(f"sizes differ: {p} is {x.shape[1]}x{x.shape[0]}, fused {pf} "
-                                     f"is {size[0]}x{size[1]}; pass --resize to resize sources")
-                x = resize_to(x, size)
-            imgs.append(x)
-        return compute_metrics(imgs[0], imgs[1], f, imgs[2] if pg else None)
+    from mmaif.data.images import atomic_write_bytes, check_output_path
+    from mmaif.evaluation.measure import csv_text, folder_metrics, pair_metrics
 
     if args.data or args.fused_dir:
         if not (args.data and args.fused_dir):
@@ -275,42 +246,22 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         if single:
             raise UsageError(f"{single[0]} applies to one pair; folder mode (--data, "
                              "--fused-dir) writes one CSV row per pair (-o FILE)")
-        from tqdm import tqdm
-
-        from mmaif.data.pairs import discover_pairs
-
-        _, pairs = discover_pairs(args.data, args.task)
-        fdir = Path(args.fused_dir)
-        if not fdir.is_dir():
-            raise InputError(f"{fdir}: not a folder of fused images")
-        missing = [p.name for p in pairs if _find_fused(fdir, p.name) is None]
-        if missing:
-            raise InputError(f"{len(missing)} pair(s) have no fused image in {fdir} "
-                             f"(e.g. {missing[0]}.png)")
         if args.out:
             check_output_path(args.out, exts=(".csv",))
-        rows = []
-        for p in tqdm(pairs, desc="metrics", unit="pair", file=sys.stderr):
-            vals = measure(p.a, p.b, _find_fused(fdir, p.name))
-            rows.append({"name": p.name, "task": p.task or "", **vals})
-        mean = {k: sum(r[k] for r in rows) / len(rows) for k in METRIC_NAMES}
-        rows.append({"name": "mean", "task": "", **mean})
-        buf = _io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=["name", "task", *METRIC_NAMES], lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        rows = folder_metrics(args.data, args.fused_dir, args.task, args.resize,
+                              args.max_pixels)
+        text = csv_text(rows)
         if args.out:
-            atomic_write_bytes(args.out, buf.getvalue().encode())
-            print(f"wrote {args.out} ({len(pairs)} pairs + mean)", file=sys.stderr)
+            atomic_write_bytes(args.out, text.encode())
+            print(f"wrote {args.out} ({len(rows) - 1} pairs + mean)", file=sys.stderr)
         else:
-            sys.stdout.write(buf.getvalue())
+            sys.stdout.write(text)
         return 0
     if not (args.a and args.b and args.fused):
         raise UsageError("give --a A --b B --fused F (or --data ROOT --fused-dir DIR)")
     if args.out:
         raise UsageError("-o/--out is the CSV of folder mode; for one pair use --json (stdout)")
-    vals = measure(args.a, args.b, args.fused, args.gt)
+    vals = pair_metrics(args.a, args.b, args.fused, args.gt, args.resize, args.max_pixels)
     if args.json:
         print(json.dumps(_finite(vals)))
     else:

@@ -28,8 +28,6 @@ differences to the reference method (``teacher`` when evaluated), bootstrapped t
 
 from __future__ import annotations
 
-import csv
-import io as _io
 from collections import defaultdict
 from pathlib import Path
 
@@ -242,13 +240,9 @@ def _prompt_text(prompts: dict, mode: str | None, task: str) -> str:
 
 
 def _write_csv(path: Path, results: list[dict]) -> None:
-    buf = _io.StringIO()
-    keys = list(results[0]) if results else ["pair"]
-    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    w.writeheader()
-    for r in results:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_bytes(path, buf.getvalue().encode())
+    from mmaif.evaluation.measure import csv_text
+
+    atomic_write_bytes(path, csv_text(results).encode())
 
 
 # ------------------------------------------------------------------------ statistics
