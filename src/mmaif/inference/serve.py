@@ -142,115 +142,151 @@ def page() -> str:
     return resources.files("mmaif.inference").joinpath("web/index.html").read_text("utf-8")
 
 
+class _Service:
+    """What the handlers share (``app.state.service``): the fuser, the one-at-a-time lock,
+    how many requests are in, and the limits."""
+
+    def __init__(self, fuser: Fuser, model: str | None, max_upload_mb: float, queue: int):
+        self.fuser, self.model, self.queue = fuser, model, queue
+        self.max_upload_mb, self.limit = max_upload_mb, int(max_upload_mb * 1024 * 1024)
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+
+
+def _error(status: int, message: str):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _index(request):
+    from starlette.responses import HTMLResponse
+
+    return HTMLResponse(page())
+
+
+async def _health(request):
+    from starlette.responses import JSONResponse
+
+    sv: _Service = request.app.state.service
+    return JSONResponse({"status": "ok", "model": sv.model or "default", "version": __version__,
+                         "busy": sv.lock.locked(), "waiting": sv.waiting})
+
+
+async def _read_form(request, sv: _Service):
+    """(files {a, b: (bytes, name)}, task, prompt or None, method), or an error response."""
+    try:
+        async with request.form(max_files=2, max_fields=8,
+                                max_part_size=MAX_PROMPT_CHARS * 4) as form:
+            files = {}
+            for key in ("a", "b"):
+                item = form.get(key)
+                if item is None or isinstance(item, str):
+                    return _error(400, f"missing image file field {key!r} (multipart "
+                                  "fields: a, b, and optional task, prompt, method)")
+                check_filename(key, item.filename)
+                data = await item.read()
+                if len(data) > sv.limit:
+                    return _error(413, f"{key}: over the {sv.max_upload_mb:g} MB upload limit")
+                files[key] = (data, item.filename or key)
+            task = str(form.get("task") or "auto").lower()
+            prompt = form.get("prompt")
+            method = str(form.get("method") or "model").lower()
+    except HTTPError as exc:
+        return _error(exc.status, exc.message)
+    except Exception as exc:  # malformed multipart bodies
+        text = str(exc).lower()
+        if "maximum number of files" in text:
+            return _error(400, "too many file fields: send exactly two images, a and b")
+        if "part exceeded maximum size" in text or "max_part_size" in text:
+            return _error(413, f"a text field is over {MAX_PROMPT_CHARS * 4} bytes; prompts "
+                          f"may have at most {MAX_PROMPT_CHARS} characters")
+        return _error(400, f"could not read the form ({type(exc).__name__}); send "
+                      "multipart/form-data with fields a and b")
+    if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
+        return _error(413, f"prompt of {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
+    return files, task, prompt if isinstance(prompt, str) else None, method
+
+
+async def _fuse(request):
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import Response
+
+    sv: _Service = request.app.state.service
+    size = request.headers.get("content-length")
+    if size is not None and size.isdigit() and int(size) > sv.limit:
+        return _error(413, f"upload of {int(size) / 2**20:.1f} MB is over the "
+                      f"{sv.max_upload_mb:g} MB limit; send smaller images")
+    form = await _read_form(request, sv)
+    if not isinstance(form, tuple):
+        return form
+    if sv.waiting > sv.queue:  # one being fused + `queue` waiting
+        return _error(503, f"busy: {sv.waiting - 1} requests are waiting; try again shortly")
+    sv.waiting += 1
+    try:
+        async with sv.lock:  # one fusion at a time: bounded memory
+            png, headers = await run_in_threadpool(sv.fuser.fuse, *form)
+    except HTTPError as exc:
+        return _error(exc.status, exc.message)
+    except InputError as exc:
+        return _error(400, str(exc))
+    except Exception:
+        log.exception("fusion failed")
+        return _error(500, "internal error while fusing; the server log has the details")
+    finally:
+        sv.waiting -= 1
+    return Response(png, media_type="image/png", headers=headers)
+
+
+async def _demo_list(request):
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+
+    from mmaif.data.stacks import demo_pairs
+
+    pairs = await run_in_threadpool(_demo_cache, demo_pairs)
+    return JSONResponse([{"name": p.name, "task": p.task, "note": p.note} for p in pairs])
+
+
+async def _demo_image(request):
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import Response
+
+    from mmaif.data.images import encode_image
+    from mmaif.data.stacks import demo_pairs
+
+    pairs = {p.name: p for p in await run_in_threadpool(_demo_cache, demo_pairs)}
+    name, which = request.path_params["name"], request.path_params["which"]
+    if name not in pairs or which not in ("a", "b"):
+        return _error(404, f"no demo image {name}/{which}; see /api/demo")
+    return Response(encode_image(getattr(pairs[name], which), ".png"), media_type="image/png")
+
+
+async def _not_found(request, exc):
+    return _error(exc.status_code, getattr(exc, "detail", "not found"))
+
+
+async def _server_error(request, exc):
+    log.error("unhandled error", exc_info=exc)
+    return _error(500, "internal error; the server log has the details")
+
+
 def create_app(model: str | None = None, max_upload_mb: float = 32.0,
                max_pixels: int = 16_000_000, queue: int = 8, fuser: Fuser | None = None):
-    """The Starlette application (``uvicorn.run(create_app(), ...)``)."""
+    """The Starlette application (``uvicorn.run(create_app(), ...)``): the page, ``GET
+    /api/health``, ``POST /api/fuse`` (one fusion at a time, ``queue`` more waiting), the demo
+    pairs."""
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    fuser = fuser or Fuser(model, max_pixels)
-    lock = asyncio.Lock()
-    waiting = 0
-    limit = int(max_upload_mb * 1024 * 1024)
-
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    async def index(request: Request) -> HTMLResponse:
-        return HTMLResponse(page())
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "model": model or "default", "version": __version__,
-                             "busy": lock.locked(), "waiting": waiting})
-
-    async def fuse(request: Request) -> Response:
-        nonlocal waiting
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > limit:
-            return error(413, f"upload of {int(size) / 2**20:.1f} MB is over the "
-                         f"{max_upload_mb:g} MB limit; send smaller images")
-        try:
-            async with request.form(max_files=2, max_fields=8,
-                                    max_part_size=MAX_PROMPT_CHARS * 4) as form:
-                files = {}
-                for key in ("a", "b"):
-                    item = form.get(key)
-                    if item is None or isinstance(item, str):
-                        return error(400, f"missing image file field {key!r} (multipart "
-                                     "fields: a, b, and optional task, prompt, method)")
-                    check_filename(key, item.filename)
-                    data = await item.read()
-                    if len(data) > limit:
-                        return error(413, f"{key}: over the {max_upload_mb:g} MB upload limit")
-                    files[key] = (data, item.filename or key)
-                task = str(form.get("task") or "auto").lower()
-                prompt = form.get("prompt")
-                method = str(form.get("method") or "model").lower()
-        except HTTPError as exc:
-            return error(exc.status, exc.message)
-        except Exception as exc:  # malformed multipart bodies
-            text = str(exc)
-            if "maximum number of files" in text.lower():
-                return error(400, "too many file fields: send exactly two images, a and b")
-            if "part exceeded maximum size" in text.lower() or "max_part_size" in text.lower():
-                return error(413, f"a text field is over {MAX_PROMPT_CHARS * 4} bytes; prompts "
-                             f"may have at most {MAX_PROMPT_CHARS} characters")
-            return error(400, f"could not read the form ({type(exc).__name__}); send "
-                         "multipart/form-data with fields a and b")
-        if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
-            return error(413, f"prompt of {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
-        if waiting > queue:  # one being fused + `queue` waiting
-            return error(503, f"busy: {waiting - 1} requests are waiting; try again shortly")
-        waiting += 1
-        try:
-            async with lock:  # one fusion at a time: bounded memory
-                png, headers = await run_in_threadpool(
-                    fuser.fuse, files, task, prompt if isinstance(prompt, str) else None,
-                    method)
-        except HTTPError as exc:
-            return error(exc.status, exc.message)
-        except InputError as exc:
-            return error(400, str(exc))
-        except Exception:
-            log.exception("fusion failed")
-            return error(500, "internal error while fusing; the server log has the details")
-        finally:
-            waiting -= 1
-        return Response(png, media_type="image/png", headers=headers)
-
-    async def demo_list(request: Request) -> JSONResponse:
-        from mmaif.data.stacks import demo_pairs
-
-        pairs = await run_in_threadpool(_demo_cache, demo_pairs)
-        return JSONResponse([{"name": p.name, "task": p.task, "note": p.note} for p in pairs])
-
-    async def demo_image(request: Request) -> Response:
-        from mmaif.data.images import encode_image
-        from mmaif.data.stacks import demo_pairs
-
-        pairs = {p.name: p for p in await run_in_threadpool(_demo_cache, demo_pairs)}
-        name, which = request.path_params["name"], request.path_params["which"]
-        if name not in pairs or which not in ("a", "b"):
-            return error(404, f"no demo image {name}/{which}; see /api/demo")
-        return Response(encode_image(getattr(pairs[name], which), ".png"),
-                        media_type="image/png")
-
-    async def not_found(request: Request, exc) -> JSONResponse:
-        return error(exc.status_code, getattr(exc, "detail", "not found"))
-
-    async def server_error(request: Request, exc) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
-        return error(500, "internal error; the server log has the details")
-
-    routes = [Route("/", index), Route("/api/health", health),
-              Route("/api/fuse", fuse, methods=["POST"]),
-              Route("/api/demo", demo_list),
-              Route("/api/demo/{name}/{which}.png", demo_image)]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found,
-                                                        500: server_error})
+    routes = [Route("/", _index), Route("/api/health", _health),
+              Route("/api/fuse", _fuse, methods=["POST"]),
+              Route("/api/demo", _demo_list),
+              Route("/api/demo/{name}/{which}.png", _demo_image)]
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found,
+                                                       500: _server_error})
+    app.state.service = _Service(fuser or Fuser(model, max_pixels), model, max_upload_mb, queue)
+    return app
 
 
 _DEMO: list = []
