@@ -46,7 +46,22 @@ from mmaif.evaluation.report import Section, write_page
 from mmaif.synthesis.synth import SynthConfig, plan, render
 from mmaif.synthesis.teachers import parse_teachers
 
-METHODS = ("teacher", "gff", "two-stage", "mmaif-reg", "mmaif-flow")
+
+def _model(s: dict, row: dict, prompt: str | None, opts: dict) -> np.ndarray:
+    return opts["pipe"](s["a"], s["b"], prompt=prompt, task=row["task"], steps=opts["steps"],
+                        seed=opts["seed"], output="numpy")
+
+
+# method name -> fuse(degraded sample {a, b, gt}, manifest row, prompt, {pipe, steps, seed})
+FUSERS = {
+    "teacher": lambda s, row, prompt, opts: fuse_arrays(s["a"], s["b"], _teacher(row)),
+    "gff": lambda s, row, prompt, opts: fuse_arrays(s["a"], s["b"], "gff"),
+    "two-stage": lambda s, row, prompt, opts: two_stage(s["a"], s["b"], row["ops"],
+                                                        _teacher(row)),
+    "mmaif-reg": _model,
+    "mmaif-flow": _model,
+}
+METHODS = tuple(FUSERS)
 PROMPT_MODES = ("given", "task", "empty", "mismatched")
 EVAL_METRICS = ("EN", "SD", "AG", "Qabf", "SSIM")
 DEFAULT_METHODS = "teacher,two-stage,mmaif-reg"
@@ -162,6 +177,7 @@ def run_eval(root: str | Path, out: str | Path, methods: str = DEFAULT_METHODS,
         for row in rows:
             _teacher(row)
     other = mismatched_prompts(rows, seed)
+    opts = {"pipe": pipe, "steps": steps, "seed": seed}
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     results, sections = [], []
@@ -183,15 +199,7 @@ def run_eval(root: str | Path, out: str | Path, methods: str = DEFAULT_METHODS,
         prompts = {"given": row["prompt"], "task": None, "empty": "", "mismatched": other[i]}
         table = {}
         for m, mode in runs:
-            if m == "teacher":
-                fused = fuse_arrays(s["a"], s["b"], _teacher(row))
-            elif m == "gff":
-                fused = fuse_arrays(s["a"], s["b"], "gff")
-            elif m == "two-stage":
-                fused = two_stage(s["a"], s["b"], row["ops"], _teacher(row))
-            else:
-                fused = pipe(s["a"], s["b"], prompt=prompts[mode], task=row["task"],
-                             steps=steps, seed=seed, output="numpy")
+            fused = FUSERS[m](s, row, prompts.get(mode), opts)
             name = run_name(m, mode)
             fname = f"{row['name']}_{name.replace('@', '_')}.png"
             fused = _saved(fused)
