@@ -78,6 +78,8 @@ def _make(case: str, tmp: Path, a: Path, b: Path) -> tuple[list, str]:
         return ["fuse", a, b, "-o", tmp / "folder"], "is a folder"
     if case == "tile-0":
         return ["fuse", a, b, "-o", out, "--tile", "0"], "--tile 0"
+    if case == "overlap-over-half-tile":
+        return ["fuse", a, b, "-o", out, "--overlap", "400"], "--overlap 400"
     if case == "max-pixels-0":
         return ["fuse", a, b, "-o", out, "--max-pixels", "0"], "--max-pixels 0"
     if case in ("model-bad-json", "model-bad-type"):
@@ -110,9 +112,9 @@ def _make(case: str, tmp: Path, a: Path, b: Path) -> tuple[list, str]:
 
 
 CASES = ["nan-tiff", "float-over-1", "negative-int32", "short-png", "huge-header-vs-small",
-         "symlink-loop", "out-is-folder", "tile-0", "max-pixels-0", "model-bad-json",
-         "model-bad-type", "train-config-type", "train-out-is-file", "patch-7", "save-every-0",
-         "log-every-0", "lr-nan", "ema-2", "keep-last-0", "train-data-missing",
+         "symlink-loop", "out-is-folder", "tile-0", "overlap-over-half-tile", "max-pixels-0",
+         "model-bad-json", "model-bad-type", "train-config-type", "train-out-is-file", "patch-7",
+         "save-every-0", "log-every-0", "lr-nan", "ema-2", "keep-last-0", "train-data-missing",
          "eval-data-missing"]
 
 

@@ -51,6 +51,9 @@ def add_parsers(sub) -> None:
                    help="torch.compile the model (pays off on GPUs and large folders)")
     f.add_argument("--tile", type=int, default=512, help="largest tile (pixels) the model "
                    "fuses at once; images over 1 M pixels are fused in overlapping tiles")
+    f.add_argument("--overlap", type=int, default=64,
+                   help="pixels neighbouring tiles share, blended linearly (default 64; less is "
+                   "faster on big images, more hides tile borders better)")
     f.add_argument("--progress", choices=("bar", "none"), default="bar",
                    help="progress bars on stderr (pairs of a folder; tiles of a large image "
                    "when they take more than 2 s)")
@@ -138,6 +141,7 @@ def _fuser(args: argparse.Namespace):
         say(task, f"prompt: {prompt!r}" + (" (the task's default; give --prompt to name the "
                                             "degradations)" if args.prompt is None else ""), how)
         return pipe(a, b, prompt=prompt, task=task, output="numpy", tile=args.tile,
+                    overlap=args.overlap,
                     progress=args.progress != "none", **opts)
     return model
 
@@ -146,7 +150,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
     """Numeric flags in range, before any work."""
     rules = [("--max-pixels", args.max_pixels, args.max_pixels >= 1, "1 or more"),
              ("--tile", args.tile, args.tile >= 64, "64 or more pixels (large images are "
-              "fused in tiles of this size)")]
+              "fused in tiles of this size)"),
+             ("--overlap", args.overlap, 0 <= args.overlap <= args.tile // 2,
+              f"0 to half of --tile ({args.tile // 2}) pixels")]
     if args.steps is not None:
         rules.append(("--steps", args.steps, args.steps >= 1, "1 or more"))
     if args.shift is not None:
