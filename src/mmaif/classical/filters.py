@@ -117,9 +117,10 @@ def mertens(images, contrast: float = 1.0, saturation: float = 1.0,
 
     The defaults are OpenCV's ``createMergeMertens()`` (exposure weight 0; contrast on
     ``0.299 B + 0.587 G + 0.114 R``, as OpenCV converts its BGR images with RGB2GRAY), which
-    this reproduces to float rounding; gray sources have no saturation, so their weight is
-    contrast and well-exposedness alone (OpenCV's constant zero saturation would make it the
-    plain mean). Memory: one source's pyramid at a time, accumulated into the result's."""
+    this reproduces to float rounding (the weights in OpenCV's own arithmetic); gray sources
+    have no saturation, so their weight is contrast and well-exposedness alone (OpenCV's
+    constant zero saturation would make it the plain mean). Memory: one source's pyramid at a
+    time, accumulated into the result's."""
     import cv2
 
     ims = [np.asarray(x, np.float32) for x in images]
@@ -156,14 +157,26 @@ def _up(x: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 
 def _mertens_weight(x: np.ndarray, wc: float, ws: float, we: float) -> np.ndarray:
+    """One source's weight, in OpenCV's float32 arithmetic step for step (its 0-255 -> [0, 1]
+    scaling, the gray of its BGR image, the channel mean as a sum times 1/3): where the
+    saturation is zero in every source (gray pixels), OpenCV's weights are those rounding
+    residues, so only the same arithmetic gives the same fusion."""
     import cv2
 
-    gray = x @ np.float32([0.114, 0.587, 0.299]) if x.ndim == 3 else x
-    w = np.abs(cv2.Laplacian(np.ascontiguousarray(gray, np.float32), cv2.CV_32F)) ** wc
+    img = (x * np.float32(255)).astype(np.float32) * np.float32(1 / 255)
+    if x.ndim == 3:
+        bgr = np.ascontiguousarray(img[..., ::-1])
+        gray = cv2.cvtColor(bgr, cv2.COLOR_RGB2GRAY)   # as OpenCV does: 0.299 B + 0.587 G + ...
+    else:
+        gray = img
+    w = np.abs(cv2.Laplacian(np.ascontiguousarray(gray), cv2.CV_32F)) ** wc
     if ws and x.ndim == 3:
-        w *= np.sqrt(((x - x.mean(-1, keepdims=True)) ** 2).mean(-1)) ** ws
+        b, g, r = bgr[..., 0], bgr[..., 1], bgr[..., 2]
+        mean = (b + g + r) * np.float32(1 / 3)
+        sat = (b - mean) ** 2 + (g - mean) ** 2 + (r - mean) ** 2
+        w *= np.sqrt(sat) ** ws
     if we:
-        e = np.exp(-((x - 0.5) ** 2) / np.float32(0.08))
+        e = np.exp(-((img - 0.5) ** 2) / np.float32(0.08))
         w *= (e.prod(-1) if x.ndim == 3 else e) ** we
     return w + np.float32(1e-12)
 
