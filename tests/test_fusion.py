@@ -60,7 +60,7 @@ def test_mertens_fuses_an_exposure_pair():
     assert psnr(out, img) > max(psnr(under, img), psnr(over, img))
 
 
-@pytest.mark.parametrize("n,h,w", [(2, 48, 64), (3, 157, 203), (2, 33, 9)])
+@pytest.mark.parametrize("n,h,w", [(2, 48, 64), (3, 157, 203), (2, 33, 9), (2, 601, 37)])
 def test_mertens_is_opencvs_merge_mertens(n, h, w):
     """Our float32 Mertens (one source's pyramid at a time) reproduces OpenCV's
     createMergeMertens() -- the MEF teacher -- to float rounding, on any size."""

@@ -124,8 +124,10 @@ def mertens(images, contrast: float = 1.0, saturation: float = 1.0,
     import cv2
 
     ims = [np.asarray(x, np.float32) for x in images]
-    weights = [_mertens_weight(x, contrast, saturation if x.ndim == 3 else 0.0, exposure)
-               for x in ims]
+    def weight(part):
+        return _mertens_weight(part, contrast, saturation if part.ndim == 3 else 0.0, exposure)
+
+    weights = [_in_strips(x, weight) for x in ims]
     total = weights[0].copy()
     for w in weights[1:]:
         total += w
@@ -138,8 +140,11 @@ def mertens(images, contrast: float = 1.0, saturation: float = 1.0,
             gp.append(cv2.pyrDown(gp[-1]))
             wp.append(cv2.pyrDown(wp[-1]))
         for lvl in range(levels + 1):
-            band = gp[lvl] if lvl == levels else gp[lvl] - _up(gp[lvl + 1], gp[lvl])
-            band = band * (wp[lvl][..., None] if band.ndim == 3 else wp[lvl])
+            if lvl < levels:  # a new array: weighted in place
+                band = gp[lvl] - _up(gp[lvl + 1], gp[lvl])
+                band *= wp[lvl][..., None] if band.ndim == 3 else wp[lvl]
+            else:
+                band = gp[lvl] * (wp[lvl][..., None] if gp[lvl].ndim == 3 else wp[lvl])
             if len(res) <= lvl:
                 res.append(band)
             else:
@@ -148,6 +153,21 @@ def mertens(images, contrast: float = 1.0, saturation: float = 1.0,
     for lvl in range(levels, 0, -1):
         res[lvl - 1] += _up(res[lvl], res[lvl - 1])
     return np.clip(res[0], 0.0, 1.0, out=res[0])
+
+
+def _in_strips(x: np.ndarray, fn, rows: int = 256) -> np.ndarray:
+    """``fn`` (a per-pixel map that looks one pixel away, like a 3x3 Laplacian) over bands of
+    ``rows`` rows with a one-row halo: the whole image's result, in a bounded working set."""
+    h = x.shape[0]
+    out = None
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        ya, yb = max(0, y0 - 1), min(h, y1 + 1)
+        part = fn(x[ya:yb])
+        if out is None:
+            out = np.empty((h, *part.shape[1:]), part.dtype)
+        out[y0:y1] = part[y0 - ya:y1 - ya]
+    return out
 
 
 def _up(x: np.ndarray, like: np.ndarray) -> np.ndarray:

@@ -35,8 +35,9 @@ _YCC2RGB = np.linalg.inv(_RGB2YCC)
 
 
 def rgb_to_ycbcr(x: np.ndarray) -> np.ndarray:
-    """(..., 3) RGB in [0, 1] -> (..., 3) YCbCr, chroma centred on 0.5."""
-    y = x @ _RGB2YCC.T
+    """(..., 3) RGB in [0, 1] -> (..., 3) YCbCr, chroma centred on 0.5 (float32 in, float32
+    out; else float64)."""
+    y = x @ _RGB2YCC.T.astype(np.float32 if x.dtype == np.float32 else np.float64)
     y[..., 1:] += 0.5
     return y
 
@@ -44,7 +45,8 @@ def rgb_to_ycbcr(x: np.ndarray) -> np.ndarray:
 def ycbcr_to_rgb(x: np.ndarray) -> np.ndarray:
     x = x.copy()
     x[..., 1:] -= 0.5
-    return np.clip(x @ _YCC2RGB.T, 0.0, 1.0)
+    return np.clip(x @ _YCC2RGB.T.astype(np.float32 if x.dtype == np.float32 else np.float64),
+                   0.0, 1.0)
 
 
 def blend_chroma(c: np.ndarray) -> np.ndarray:
