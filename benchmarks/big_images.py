@@ -8,7 +8,9 @@ Each run is its own process (its peak resident memory is its ru_maxrss at the en
 and encoding included). Columns: fuse s (the fusion call alone: the pipeline, or the classical
 method, on decoded arrays), wall s (the whole process: imports, model load, decode, fuse,
 encode), peak GB, and "x linear": fuse seconds per pixel over the same method's at the first
-size (1.0 = time grows exactly with the pixel count). The pair is synthetic (smooth structure plus
+size (1.0 = time grows exactly with the pixel count). Fuse seconds are the median of
+``--runs`` calls up to 1920x1080 (this machine's timings vary by up to 2x between calls),
+one call above. The pair is synthetic (smooth structure plus
 noise, written once to a temporary folder); cost does not depend on content.
 """
 
@@ -39,9 +41,12 @@ def make_pair(folder: Path, w: int, h: int) -> tuple[Path, Path]:
     return pa, pb
 
 
-def child(method: str, pa: str, pb: str, out: str) -> None:
-    """One fusion as the CLI does it (the model after a 64x64 warm-up call: first-call costs
-    are not a size's); prints the fusion call's seconds and the peak resident KB."""
+def child(method: str, pa: str, pb: str, out: str, runs: int = 1) -> None:
+    """The fusion as the CLI does it, ``runs`` times (the model after a 64x64 warm-up call:
+    first-call costs are not a size's); prints the median call's seconds and the peak
+    resident KB."""
+    import statistics
+
     from mmaif.data.images import read_pair, write_image
 
     a, b = read_pair(pa, pb)
@@ -50,16 +55,21 @@ def child(method: str, pa: str, pb: str, out: str) -> None:
 
         pipe = FusionPipeline.from_pretrained()
         pipe(a.data[:64, :64], b.data[:64, :64], task="vif", output="numpy")  # one-off costs
-        t0 = time.perf_counter()
-        fused = pipe(a.data, b.data, task="vif", output="numpy", progress=False)
+
+        def fuse():
+            return pipe(a.data, b.data, task="vif", output="numpy", progress=False)
     else:
         from mmaif.classical.fusion import fuse_arrays
 
+        def fuse():
+            return fuse_arrays(a.data, b.data, method)
+    times = []
+    for _ in range(runs):
         t0 = time.perf_counter()
-        fused = fuse_arrays(a.data, b.data, method)
-    dt = time.perf_counter() - t0
+        fused = fuse()
+        times.append(time.perf_counter() - t0)
     write_image(out, fused)
-    print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(statistics.median(times), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def run(cmd: list[str]) -> tuple[float, float, float]:
@@ -77,10 +87,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="640x480,1920x1080,3840x2160,6000x4000")
     ap.add_argument("--methods", default="model,gff,mertens")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--runs", type=int, default=3,
+                    help="timed calls per size up to 2.1 M pixels (median; 1 above)")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(*args.child)
+        child(*args.child[:4], int(args.child[4]))
         return 0
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     methods = args.methods.split(",")
@@ -92,8 +104,9 @@ def main() -> int:
         for w, h in sizes:
             pa, pb = make_pair(folder, w, h)
             for m in methods:
+                runs = args.runs if w * h <= 2_100_000 else 1
                 sec, wall, gb = run([sys.executable, __file__, "--child", m, str(pa), str(pb),
-                                     str(folder / f"out_{m}.png")])
+                                     str(folder / f"out_{m}.png"), str(runs)])
                 per_px = sec / (w * h)
                 first.setdefault(m, per_px)
                 print(f"| {w}x{h} | {w * h / 1e6:.1f} | {m} | {sec:.2f} | {wall:.1f} | "

@@ -6,8 +6,8 @@ degradations, against the bare tiny DiT (same size, pixel tokens, random weights
 
 Medians of ``--runs`` timed calls after one warm-up; this machine, fp32, one process. A fix is
 computed only when the prompt names its degradation (the gated model's fixes are otherwise the
-inputs themselves); the teacher's fusion is computed on every call of a model with the teacher
-gate.
+inputs themselves); a model with the teacher gate runs the teacher on every call, or, with
+``teacher_named`` (the shipped default), only when the prompt names a degradation.
 """
 
 from __future__ import annotations

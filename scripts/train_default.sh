@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the default model shipped in src/mmaif/weights/default, exactly as it was made, in
-# three stages on 2 CPU cores (about 65 + 17 + 111 minutes of training), then export,
+# four stages on 2 CPU cores (about 65 + 17 + 111 + 97 minutes of training), then export,
 # evaluation and benchmark. Needs ../shared/fusion-samples and ../shared/train-corpus beside
 # the repository and the package installed (make demo). Dev pairs (splits/fusion_samples_dev.txt,
 # every llvip_* included) are excluded from every synth step.
@@ -30,14 +30,21 @@ $MMAIF train --config configs/train_warm.yaml --stop-after 1000 --progress lines
 # step 6500 of the 8000-step schedule
 $MMAIF synth "${TRAIN[@]}" --out data/synth_s1 --n 5000 --seed 1 "${SYNTH[@]}"
 $MMAIF synth "${TRAIN[@]}" --out data/synth_s2 --n 5000 --seed 2 "${SYNTH[@]}"
-$MMAIF train --config configs/train_default.yaml --stop-after 6500 --progress lines
-
+$MMAIF train --config configs/train_default_s3.yaml --stop-after 6500 --progress lines
 # export the EMA weights + configs (the model card README.md in the folder is kept)
 $PY -c "from mmaif import FusionPipeline as P; \
 P.from_pretrained('runs/default').save_pretrained('src/mmaif/weights/default')"
+
+# stage 4: stage 3's export warm-started with the fix and teacher gates (teacher only where
+# the prompt names a degradation), 6000 new samples (seed 3), 3200 steps
+$MMAIF synth "${TRAIN[@]}" --out data/synth_s3 --n 6000 --seed 3 "${SYNTH[@]}"
+$MMAIF train --config configs/train_default.yaml --progress lines
+$PY -c "from mmaif import FusionPipeline as P; \
+P.from_pretrained('runs/gates').save_pretrained('src/mmaif/weights/default')"
 # the model card's numbers
 $MMAIF eval --data ../shared/fusion-samples --pairs splits/fusion_samples_dev.txt \
     --repeats 4 --methods teacher,two-stage,mmaif-reg \
     --prompt-modes given,task,empty,mismatched --out eval_dev
-$PY benchmarks/fidelity_arms.py --default
+$PY benchmarks/clean_fidelity.py
 $MMAIF bench
+$PY benchmarks/big_images.py
