@@ -286,12 +286,10 @@ class FusionPipeline:
         b, _ = pad_to_multiple(b.to(self.device), m)
         if cands is not None:
             def pad(x):
-                if x is None or x.dim() < 4:  # teacher_on: (B,)
-                    return None if x is None else x.to(self.device)
-                return pad_to_multiple(x.to(self.device), m)[0]
-            cands = {**cands, "fixes": [pad(x) for x in cands["fixes"]],
-                     "teacher": pad(cands["teacher"]),
-                     "teacher_on": pad(cands.get("teacher_on"))}
+                return None if x is None else pad_to_multiple(x.to(self.device), m)[0]
+            on = cands.get("teacher_on")
+            cands = {"fixes": [pad(x) for x in cands["fixes"]], "teacher": pad(cands["teacher"]),
+                     "teacher_on": None if on is None else on.to(self.device)}
         # bf16 autocast on CUDA (the tokenizers decode in float); fp32 elsewhere
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             if self.objective == "flow":
