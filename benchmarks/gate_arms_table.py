@@ -1,4 +1,4 @@
-"""The gate arms in two tables, from `scripts/gate_arms.sh`'s outputs: per arm, clean
+"""The gate arms in two tables, from `scripts/arms.sh`'s outputs: per arm, clean
 fidelity, degraded PSNR (given prompt and task prompt) and its difference to two-stage,
 blockiness and latency; then PSNR per degradation type against two-stage.
 

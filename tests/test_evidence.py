@@ -86,6 +86,60 @@ def test_evidence_maps_carry_what_the_teachers_select_by():
     assert ev.classical(sharp)[:, m["saturation"]].mean() > 0.05
 
 
+# map: (its degradation, the direction it moves, degradations allowed to move it as much)
+DEGRADATION_MAPS = {
+    "noise": ("noise", +1, ()),
+    "stripes": ("stripes", +1, ()),
+    "blockiness": ("jpeg", +1, ("stripes",)),         # column edges are block edges too
+    "dark": ("haze", +1, ("high_exposure", "noise")),  # brightening lifts the minimum too
+    "mean": ("low_exposure", -1, ("haze", "high_exposure", "noise")),
+}
+
+
+@pytest.mark.parametrize("name", list(DEGRADATION_MAPS))
+def test_degradation_maps_tell_their_degradation_apart(name):
+    """Each map moves (heavy degradation, natural-like image) in its direction at least twice
+    as much as any other degradation but the named confusions moves it that way."""
+    from mmaif.data.degrade import OPS, apply_op
+
+    op, sign, confused = DEGRADATION_MAPS[name]
+    ev = FusionDiT(tiny(evidence=EVIDENCE_MAPS, evidence_f=F)).evidence
+    k = EVIDENCE_MAPS.index(name)
+    img = ndimage.gaussian_filter(texture(96, 128, 3, seed=4), (1.5, 1.5, 0)) * 0.6 + 0.25
+
+    def level(x):
+        t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).permute(2, 0, 1)[None] * 2 - 1
+        return float(ev.classical(t)[:, k].mean())
+
+    def moved(o):
+        rng = np.random.default_rng(0)
+        x = apply_op(o, img, OPS[o].sample(rng, "heavy"), rng,
+                     depth=np.full(img.shape[:2], 0.7, np.float32))
+        return sign * (level(x) - level(img))
+
+    change = {o: moved(o) for o in OPS}
+    others = max(v for o, v in change.items() if o != op and o not in confused)
+    assert change[op] > 0.1 and change[op] > 2 * others, change
+
+
+def test_warm_start_with_more_maps_reproduces_the_old_model(tmp_path):
+    """New classical maps (zero columns of the embedding) leave a warm-started model's output
+    exactly as it was; the old maps' weights land on their own channels."""
+    torch.manual_seed(0)
+    old = perturb(FusionDiT(tiny(patch=2, evidence=("laplacian", "exposure"), evidence_f=F)))
+    new = FusionDiT(tiny(patch=2, evidence=("noise", "laplacian", "dark", "exposure"),
+                         evidence_f=F))
+    warm_start(new, _saved(old, tmp_path / "old"))
+    cond, text, _ = inputs(old.cfg)
+    imgs = images(new.cfg)
+    with torch.no_grad():
+        assert torch.equal(old(cond, text, images=imgs)[0], new(cond, text, images=imgs)[0])
+    w_old, w_new = old.evidence.embed.weight, new.evidence.embed.weight
+    f2 = F * F
+    assert torch.equal(w_new[:, f2:2 * f2], w_old[:, :f2])  # laplacian of input a
+    assert w_new[:, :f2].abs().sum() == 0  # noise: new, zero
+
+
 def test_config_rules_for_evidence():
     with pytest.raises(InputError, match="evidence"):
         tiny(evidence=("sharpness",))
@@ -94,7 +148,7 @@ def test_config_rules_for_evidence():
     with pytest.raises(InputError, match="stem"):
         tiny(stem=-1)
     cfg = tiny(**EVIDENCE)
-    assert DiTConfig.from_dict(cfg.to_dict()) == cfg and cfg.evidence_maps == 4 + 4
+    assert DiTConfig.from_dict(cfg.to_dict()) == cfg and cfg.evidence_maps == len(EVIDENCE_MAPS) + 4
 
 
 def _pair(kind: str, seed: int):
@@ -193,3 +247,13 @@ def test_prompt_dropout_replaces_only_degraded_prompts_deterministically():
     assert other != items  # a new draw each epoch
     with pytest.raises(UsageError, match="prompt_dropout"):
         TrainConfig(data="x", prompt_dropout=1.5).check()
+
+
+@pytest.mark.parametrize("r", [1, 3, 18])
+def test_running_mean_equals_pooling_inside_the_image(r):
+    from mmaif.model.dit import _run_mean
+
+    t = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(r))
+    for dim, k, pad in ((-1, (1, 2 * r + 1), (0, r)), (-2, (2 * r + 1, 1), (r, 0))):
+        ref = torch.nn.functional.avg_pool2d(t, k, 1, pad, count_include_pad=False)
+        assert (_run_mean(t, r, dim) - ref).abs().max() < 1e-6

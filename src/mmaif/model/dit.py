@@ -133,10 +133,15 @@ class DiTConfig:
                              f"{type(d).__name__}")
         return cls(**typed(cls, d, "config"))
 
+    def evidence_kinds(self) -> list[str]:
+        """The evidence maps of each image, in channel order: the classical ones, then the
+        stem's."""
+        return list(self.evidence) + ["stem"] * (self.stem_maps if self.stem else 0)
+
     @property
     def evidence_maps(self) -> int:
         """Evidence maps per input (classical + learned); 0 when the path is off."""
-        return len(self.evidence) + (self.stem_maps if self.stem else 0)
+        return len(self.evidence_kinds())
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -191,9 +196,12 @@ class GridAPE(nn.Module):
         return grid_to_tokens(pe)
 
 
-# What the teachers select by (GFF: local |Laplacian| saliency; Mertens: contrast, saturation,
-# well-exposedness), computed per input at full resolution. Inputs in [-1, 1].
-EVIDENCE_MAPS = ("laplacian", "contrast", "exposure", "saturation")
+# Computed per input at full resolution (inputs in [-1, 1]): what the teachers select by (GFF:
+# local |Laplacian| saliency; Mertens: contrast, saturation, well-exposedness), then what tells
+# a degradation apart when the prompt does not name it: local noise level, dark channel (haze),
+# column offsets (stripes), 8 x 8 block edges (JPEG), local mean (exposure, low light).
+EVIDENCE_MAPS = ("laplacian", "contrast", "exposure", "saturation",
+                 "noise", "dark", "stripes", "blockiness", "mean")
 
 
 class Evidence(nn.Module):
@@ -215,27 +223,63 @@ class Evidence(nn.Module):
         self.embed = nn.Conv2d(k, cfg.dim, cfg.patch, stride=cfg.patch)
         self.register_buffer("luma", torch.tensor(RGB2GRAY, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
-        self.register_buffer("lap", torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]])
-                             .view(1, 1, 3, 3), persistent=False)
 
     def classical(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, k, H, W)
         x = (x.float() + 1) / 2
         gray = (x * self.luma).sum(1, keepdim=True)
+        names = set(self.names)
 
-        def box(t):  # 7 x 7 mean over the pixels inside the image, as two 1-D passes
-            t = F.avg_pool2d(t, (1, 7), 1, (0, 3), count_include_pad=False)
-            return F.avg_pool2d(t, (7, 1), 1, (3, 0), count_include_pad=False)
+        def box(t, kh=7, kw=7):  # local mean over the pixels inside the image, two 1-D passes
+            return _run_mean(_run_mean(t, kw // 2, -1), kh // 2, -2)
+
+        def shifts(t, dim):  # t's previous and next neighbours along dim (the edges repeated)
+            n = t.shape[dim]
+            return (torch.cat([t.narrow(dim, 0, 1), t.narrow(dim, 0, n - 1)], dim=dim),
+                    torch.cat([t.narrow(dim, 1, n - 1), t.narrow(dim, n - 1, 1)], dim=dim))
 
         maps = {}
-        if "laplacian" in self.names:  # GFF's saliency: smoothed |Laplacian| (log-compressed)
-            lap = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), self.lap)
+        mean = box(gray) if names & {"contrast", "mean"} else None
+        if names & {"laplacian", "noise"}:
+            (up, down), (left, right) = shifts(gray, -2), shifts(gray, -1)
+        if "laplacian" in names:  # GFF's saliency: smoothed |Laplacian| (log-compressed)
+            lap = up + down + left + right - 4 * gray
             maps["laplacian"] = torch.log1p(10 * box(lap.abs()))
-        if "contrast" in self.names:   # local standard deviation
-            maps["contrast"] = 4 * (box(gray ** 2) - box(gray) ** 2).clamp_min(0).sqrt()
-        if "exposure" in self.names:   # Mertens' well-exposedness, sigma 0.2
+        if "contrast" in names:   # local standard deviation
+            maps["contrast"] = 4 * (box(gray ** 2) - mean ** 2).clamp_min(0).sqrt()
+        if "exposure" in names:   # Mertens' well-exposedness, sigma 0.2
             maps["exposure"] = torch.exp(-((gray - 0.5) ** 2) / (2 * 0.2 ** 2))
-        if "saturation" in self.names:  # Mertens' saturation: std over the colour channels
-            maps["saturation"] = 4 * x.std(dim=1, keepdim=True, unbiased=False)
+        if "saturation" in names:  # Mertens' saturation: std over the colour channels
+            maps["saturation"] = 4 * (x - x.mean(1, keepdim=True)).square().mean(
+                1, keepdim=True).sqrt()
+        if "noise" in names:  # Immerkaer's estimator: [1 -2 1] (x) [1 -2 1], blind to ramps
+            h = left + right - 2 * gray
+            hu, hd = shifts(h, -2)
+            r = hu + hd - 2 * h
+            maps["noise"] = torch.log1p(20 * box(r.abs()) * (math.sqrt(math.pi / 2) / 6))
+        if "dark" in names:  # He et al.'s dark channel: high where haze lifts the minimum
+            dark = -F.pad(x.amin(dim=1, keepdim=True), (3, 3, 3, 3), mode="replicate")
+            maps["dark"] = -F.max_pool2d(F.max_pool2d(dark, (1, 7), 1), (7, 1), 1)
+        if "stripes" in names:  # column offsets survive a tall vertical mean, texture not
+            dx = gray[..., 1:] - gray[..., :-1]
+            maps["stripes"] = 8 * box(torch.cat([dx, dx[..., -1:]], dim=-1), 63, 1).abs()
+        if "blockiness" in names:
+            # 8 x 8 block edges: a step above its neighbours' mean, coherent along the edge and
+            # repeating every 8 pixels across it (noise and texture average out), relative to
+            # the local gradient
+            jump = 0
+            for dim in (-1, -2):
+                g = (gray - shifts(gray, dim)[1]).abs()
+                prev, nxt = shifts(g, dim)
+                along, across = ((15, 1), (1, 15)) if dim == -1 else ((1, 15), (15, 1))
+                step = box(g - (prev + nxt) / 2, *along)
+                padded = F.pad(step, (16, 16, 0, 0) if dim == -1 else (0, 0, 16, 16),
+                               mode="replicate")
+                n = step.shape[dim]
+                periodic = sum(padded.narrow(dim, 8 * k, n) for k in range(5)) / 5
+                jump = jump + (periodic - box(step, *across)).clamp_min(0) / (box(g) + 0.01)
+            maps["blockiness"] = 4 * jump
+        if "mean" in names:   # local brightness
+            maps["mean"] = mean
         return torch.cat([maps[n] for n in self.names], dim=1)
 
     def forward(self, images: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
@@ -260,6 +304,24 @@ class Evidence(nn.Module):
                 feats.append(self.stem(x))
         y = F.pixel_unshuffle(torch.cat(feats, dim=1), self.f)
         return grid_to_tokens(self.embed(y.to(self.embed.weight.dtype)))
+
+
+def _run_mean(t: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Mean over positions i - r .. i + r along ``dim`` (-1 or -2) inside the image, in O(1)
+    per pixel whatever r (a float64 running sum: exact enough at any size)."""
+    if r == 0:
+        return t
+    n = t.shape[dim]
+    c = t.double().cumsum(dim)
+    last = c.narrow(dim, n - 1, 1)
+    shape = list(c.shape)
+    shape[dim] = r + 1
+    c = torch.cat([c.new_zeros(shape), c, last.expand(*shape[:dim], r, *shape[dim + 1:])
+                   if dim == -2 else last.expand(*shape[:-1], r)], dim=dim)
+    i = torch.arange(n, device=t.device)
+    count = ((i + r + 1).clamp(max=n) - (i - r).clamp(min=0)).double()
+    count = count.view(-1, *[1] * (-dim - 1))
+    return ((c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)) / count).to(t.dtype)
 
 
 # ---------------------------------------------------------------------------- NAFBlock
@@ -560,8 +622,9 @@ class FusionDiT(nn.Module):
         """A state dict of a model (config ``source``) without some of this model's
         zero-initialised paths, made to fit it: output channels the source lacks (fix / teacher
         gates, tone; matched by :meth:`DiTConfig.head_channels`, in each patch position) and
-        evidence channels of images it did not read (matched by :meth:`DiTConfig.image_kinds`)
-        keep this model's zero init, so the result computes what the source computed. Without
+        evidence channels of images or maps it did not read (matched by
+        :meth:`DiTConfig.image_kinds` and :meth:`DiTConfig.evidence_kinds`) keep this model's
+        zero init, so the result computes what the source computed. Without
         ``source``, the source's channels are taken to be a prefix of this model's."""
         own, out = self.state_dict(), dict(state)
         p, new = self.cfg.patch, self.cfg.head_channels()
@@ -582,14 +645,20 @@ class FusionDiT(nn.Module):
         key = "evidence.embed.weight"
         src = state.get(key)
         if src is not None and key in own and src.shape != own[key].shape:
-            per = self.cfg.evidence_maps * self.cfg.evidence_f ** 2   # channels per image
-            new_k = self.cfg.image_kinds()
-            old_k = source.image_kinds() if source is not None else new_k[:src.shape[1] // per]
-            index = _match_kinds(old_k, new_k)
-            if index is not None and len(old_k) * per == src.shape[1]:
+            f2 = self.cfg.evidence_f ** 2  # channels per map (space-to-depth)
+            new_m, new_k = self.cfg.evidence_kinds(), self.cfg.image_kinds()
+            if source is not None:
+                old_m, old_k = source.evidence_kinds(), source.image_kinds()
+            else:  # the same maps, a prefix of the images
+                old_m, old_k = new_m, new_k[:src.shape[1] // (len(new_m) * f2)]
+            images, maps = _match_kinds(old_k, new_k), _match_kinds(old_m, new_m)
+            if images is not None and maps is not None \
+                    and len(old_k) * len(old_m) * f2 == src.shape[1]:
                 pad = own[key].detach().clone()
-                for j_old, j_new in enumerate(index):
-                    pad[:, j_new * per:(j_new + 1) * per] = src[:, j_old * per:(j_old + 1) * per]
+                for j_old, j_new in enumerate(images):
+                    for m_old, m_new in enumerate(maps):
+                        a, b = (j_old * len(old_m) + m_old) * f2, (j_new * len(new_m) + m_new) * f2
+                        pad[:, b:b + f2] = src[:, a:a + f2]
                 out[key] = pad
         return out
 
