@@ -63,7 +63,7 @@ def main() -> int:
             cfg = SynthConfig(tasks=["vif", "mef", "mff"], sources=[str(args.src)], n=n,
                               seed=seed, max_side=128)
             synthesize(cfg, Path(tmp) / name, workers=2, progress="none")
-        sets["train"] = SynthFolder(Path(tmp) / "train", patch=64)
+        sets["train"] = SynthFolder(Path(tmp) / "train", crop=64)
         sets["test"] = SynthFolder(Path(tmp) / "test")
         test = [sets["test"][i] for i in range(len(sets["test"]))]
         gt_block = np.nanmean([blockiness(x["gt"].permute(1, 2, 0).numpy()) for x in test])

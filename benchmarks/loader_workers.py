@@ -1,7 +1,7 @@
 """Training-data throughput with 0, 1, 2 DataLoader workers (the `workers:` setting).
 
     python benchmarks/loader_workers.py [--data data/exp_synth | --src ../shared/fusion-samples]
-                                        [--batches 30] [--batch 8] [--patch 192]
+                                        [--batches 30] [--batch 8] [--crop 192]
 
 ``--data``: a `mmaif synth` folder (decode PNGs, crop; cache off so every read decodes);
 ``--src``: clean pairs synthesized on the fly (teacher + degradations per sample — the case
@@ -25,15 +25,15 @@ def main() -> None:
     ap.add_argument("--src", action="append")
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--patch", type=int, default=192)
+    ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--workers", default="0,1,2")
     args = ap.parse_args()
-    cfg = TrainConfig(data=args.data, src=args.src or [], batch=args.batch, patch=args.patch,
+    cfg = TrainConfig(data=args.data, src=args.src or [], batch=args.batch, crop=args.crop,
                       cache=False)
     cfg.check()
     ds = _dataset(cfg)
     print(f"{'workers':>7s} {'samples/s':>10s}  ({len(ds)} samples, batch {args.batch}, "
-          f"patch {args.patch}, torch threads {torch.get_num_threads()})")
+          f"crop {args.crop}, torch threads {torch.get_num_threads()})")
     for w in (int(v) for v in args.workers.split(",")):
         cfg.workers = w
         it = iter(make_loader(ds, cfg, 0, 1, 0, 0, torch.device("cpu")))

@@ -33,13 +33,13 @@ $PY -m mmaif stacks --out "$D/stacks" --variants 2 --seed 0
 $PY -m mmaif synth --src "$D/stacks" --out "$D/synth" --n 512 --seed 0 --max-side 512 \
     --workers 16 --progress none
 timeout 150 $PY -m mmaif train --data "$D/synth" --out "$D/run" --preset tiny --max-steps 200 \
-    --batch 32 --patch 256 --workers 8 --log-every 50 --save-every 200 --progress lines \
+    --batch 32 --crop 256 --workers 8 --log-every 50 --save-every 200 --progress lines \
     || echo "train: exit $?"
 tail -n 2 "$D/run/log.jsonl"
 
 echo "== 3. torchrun, 1 GPU (NCCL)"
 timeout 90 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m mmaif train \
-    --data "$D/synth" --out "$D/ddp" --preset tiny --max-steps 50 --batch 32 --patch 256 \
+    --data "$D/synth" --out "$D/ddp" --preset tiny --max-steps 50 --batch 32 --crop 256 \
     --workers 4 --log-every 25 --progress lines || echo "torchrun: exit $?"
 
 echo "== 4. 4K fuse with the shipped model"

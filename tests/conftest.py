@@ -91,7 +91,7 @@ def small(data, out, **kw):
     """A small, fast TrainConfig over ``data`` (e.g. :func:`four`)."""
     from mmaif.training.config import TrainConfig
 
-    base = dict(data=str(data), out=str(out), batch=4, patch=64, warmup=10, lr=1e-3,
+    base = dict(data=str(data), out=str(out), batch=4, crop=64, warmup=10, lr=1e-3,
                 log_every=50, save_every=1000, sample_every=0, weight_decay=0.0,
                 model=dict(dim=64, depth=2, heads=2, adaln_rank=16))
     return TrainConfig(**{**base, **kw})

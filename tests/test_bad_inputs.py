@@ -97,7 +97,14 @@ def _make(case: str, tmp: Path, a: Path, b: Path) -> tuple[list, str]:
     if case == "train-out-is-file":
         (tmp / "run").write_text("x")
         return ["train", "--data", tmp, "--out", tmp / "run"], "exists and is a file"
-    flags = {"patch-7": ("--patch", "7"), "save-every-0": ("--save-every", "0"),
+    if case == "old-patch-flag":
+        return ["train", "--data", tmp, "--out", tmp / "run", "--patch", "64"], "--crop"
+    if case == "old-patch-key":
+        (tmp / "c.yaml").write_text("patch: 64\ndata: d\n")
+        return ["train", "--config", tmp / "c.yaml"], "`crop:`"
+    if case == "model-flag-no-value":
+        return ["train", "--data", tmp, "--out", tmp / "run", "--model", "depth"], "KEY=VALUE"
+    flags = {"crop-7": ("--crop", "7"), "save-every-0": ("--save-every", "0"),
              "log-every-0": ("--log-every", "0"), "lr-nan": ("--lr", "nan"),
              "ema-2": ("--ema", "2.0"), "keep-last-0": ("--keep-last", "0")}
     if case in flags:
@@ -113,7 +120,8 @@ def _make(case: str, tmp: Path, a: Path, b: Path) -> tuple[list, str]:
 
 CASES = ["nan-tiff", "float-over-1", "negative-int32", "short-png", "huge-header-vs-small",
          "symlink-loop", "out-is-folder", "tile-0", "overlap-over-half-tile", "max-pixels-0",
-         "model-bad-json", "model-bad-type", "train-config-type", "train-out-is-file", "patch-7",
+         "model-bad-json", "model-bad-type", "train-config-type", "train-out-is-file", "crop-7",
+         "old-patch-flag", "old-patch-key", "model-flag-no-value",
          "save-every-0", "log-every-0", "lr-nan", "ema-2", "keep-last-0", "train-data-missing",
          "eval-data-missing"]
 
@@ -274,7 +282,7 @@ def test_resume_messages(cli, tmp_path, monkeypatch):
     code, _, err = cli("synth", "--task", "mff", "--src", root, "--out", "data", "--n", 4,
                        "--seed", 0, "--progress", "none")
     assert code == 0, err
-    train(small("data", "run", max_steps=1, batch=2, patch=32), progress="none")
+    train(small("data", "run", max_steps=1, batch=2, crop=32), progress="none")
     code, _, err = cli("train", "--out", "run", "--resume", "--max-steps", "-1")
     assert code == 2 and err.strip().splitlines() == [
         "mmaif train: error: --max-steps, --batch and --accum must be positive"]

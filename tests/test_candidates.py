@@ -108,12 +108,12 @@ def test_warm_start_from_a_model_without_gates_is_exact(tmp_path):
         a, b, fa, fb, ts = _batch()
         text = torch.randn(2, 384)
         with torch.no_grad():
-            ref = Regression(Components(old, tok, None, "reg")).predict(old, a, b, text)[0]
-            got = Regression(Components(new, tok, None, "reg")).predict(
+            ref = Regression(Components(old, tok, None)).predict(old, a, b, text)[0]
+            got = Regression(Components(new, tok, None)).predict(
                 new, a, b, text, {"fixes": [fa, fb], "teacher": ts})[0]
         assert torch.equal(ref, got), kw
     with pytest.raises(ValueError, match="cands"):
-        Regression(Components(new, tok, None, "reg")).predict(new, a, b, text)
+        Regression(Components(new, tok, None)).predict(new, a, b, text)
 
 
 def test_warm_start_maps_channels_by_kind(tmp_path):
@@ -127,9 +127,9 @@ def test_warm_start_maps_channels_by_kind(tmp_path):
     a, b, fa, fb, ts = _batch(seed=8)
     text = torch.randn(2, 384)
     with torch.no_grad():
-        ref = Regression(Components(old, tok, None, "reg")).predict(old, a, b, text, {"fixes": None,
+        ref = Regression(Components(old, tok, None)).predict(old, a, b, text, {"fixes": None,
                                                                           "teacher": ts})[0]
-        got = Regression(Components(new, tok, None, "reg")).predict(
+        got = Regression(Components(new, tok, None)).predict(
             new, a, b, text, {"fixes": [fa, fb], "teacher": ts})[0]
     assert torch.equal(ref, got)
 
@@ -140,7 +140,7 @@ def test_gradients_reach_every_new_parameter():
     with torch.no_grad():  # a trained model: every path non-zero
         perturb(model)
     a, b, fa, fb, ts = _batch(seed=3)
-    out = Regression(Components(model, tok, None, "reg")).predict(
+    out = Regression(Components(model, tok, None)).predict(
         model, a, b, torch.randn(2, 384), {"fixes": [fa, fb], "teacher": ts})[0]
     (out - ts.flip(-1)).abs().mean().backward()
     c, p, z = model.cfg.out_channels, model.cfg.patch, model.cfg.latent_channels

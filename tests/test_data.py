@@ -13,7 +13,7 @@ def cfg(src_root, n=6, seed=0):
 
 
 def test_on_the_fly_items_are_deterministic_per_epoch(src):
-    ds = SynthDataset(cfg(src), patch=32)
+    ds = SynthDataset(cfg(src), crop=32)
     x0, again = ds[1], ds[1]
     assert x0["a"].shape == (3, 32, 32) and x0["gt"].dtype == torch.float32
     assert torch.equal(x0["a"], again["a"]) and x0["prompt"] == again["prompt"]
@@ -25,7 +25,7 @@ def test_on_the_fly_items_are_deterministic_per_epoch(src):
 
 
 def test_dataloader_batches_mixed_tasks(src):
-    loader = DataLoader(SynthDataset(cfg(src), patch=24), batch_size=3, num_workers=2)
+    loader = DataLoader(SynthDataset(cfg(src), crop=24), batch_size=3, num_workers=2)
     batch = next(iter(loader))
     assert batch["a"].shape == (3, 3, 24, 24) and batch["task"] == ["vif", "mef", "mff"]
     assert batch["b"].min() >= 0 and batch["b"].max() <= 1
@@ -44,8 +44,8 @@ def test_on_the_fly_equals_written_samples(src, tmp_path):
 def test_folder_cache_returns_identical_items(src, tmp_path):
     synthesize(SynthConfig(tasks=["vif", "mef"], sources=[str(src)], n=4, seed=3), tmp_path / "d",
                progress="none")
-    plain = SynthFolder(tmp_path / "d", patch=32)
-    cached = SynthFolder(tmp_path / "d", patch=32, cache=True)
+    plain = SynthFolder(tmp_path / "d", crop=32)
+    cached = SynthFolder(tmp_path / "d", crop=32, cache=True)
     for _ in range(2):  # first read fills the cache, second is served from it
         for i in range(4):
             x, y = plain[i], cached[i]
@@ -60,8 +60,8 @@ def test_several_folders_train_as_one(src, tmp_path):
 
     for name, seed in (("d1", 1), ("d2", 2)):
         synthesize(cfg(src, n=3, seed=seed), tmp_path / name, progress="none")
-    one = [SynthFolder(tmp_path / n, patch=32) for n in ("d1", "d2")]
-    both = _dataset(TrainConfig(data=[str(tmp_path / "d1"), str(tmp_path / "d2")], patch=32))
+    one = [SynthFolder(tmp_path / n, crop=32) for n in ("d1", "d2")]
+    both = _dataset(TrainConfig(data=[str(tmp_path / "d1"), str(tmp_path / "d2")], crop=32))
     assert isinstance(both, SynthFolders) and len(both) == 6
     both.set_epoch(3)
     for part in one:
@@ -69,4 +69,4 @@ def test_several_folders_train_as_one(src, tmp_path):
     for i in range(6):  # indices run through the folders in order; the epoch reaches each
         x, y = both[i], one[i // 3][i % 3]
         assert x["id"] == y["id"] and torch.equal(x["a"], y["a"])
-    assert not torch.equal(both[0]["a"], SynthFolder(tmp_path / "d1", patch=32)[0]["a"])
+    assert not torch.equal(both[0]["a"], SynthFolder(tmp_path / "d1", crop=32)[0]["a"])

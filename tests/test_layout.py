@@ -25,6 +25,9 @@ def test_importing_mmaif_is_light_and_lazy():
     assert "torch" not in mods and not any(m.startswith("mmaif.") for m in mods)
     mods = _modules_after("from mmaif import FusionPipeline")
     assert "mmaif.inference.pipeline" in mods
+    # every command's flags (train's come from TrainConfig) without the model or torch
+    mods = _modules_after("from mmaif.cli import build_parser\nbuild_parser()")
+    assert "torch" not in mods and "mmaif.training.config" in mods
 
 
 def test_inference_never_imports_training():

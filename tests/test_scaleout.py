@@ -88,8 +88,8 @@ def test_flow_fusion_loss_has_a_gradient(four):
     cfg = DiTConfig(latent_channels=tok.z, dim=32, depth=1, heads=2, adaln_rank=8, flow=True,
                     head="latent", text_dim=text.dim)
     model = perturb(FusionDiT(cfg))
-    objective = Flow(Components(model, tok, text, "flow"))
-    batch = _collate([SynthFolder(four, patch=32)[i] for i in range(2)], "cpu")
+    objective = Flow(Components(model, tok, text))
+    batch = _collate([SynthFolder(four, crop=32)[i] for i in range(2)], "cpu")
     pooled = text.encode(batch["prompt"])[2]
 
     def grads(fusion_weight):
@@ -134,7 +134,7 @@ def test_resume_keeps_the_schedule_and_refuses_other_changes(cli, four, tmp_path
 
 @pytest.mark.slow
 def test_sigkill_mid_run_resumes_to_identical_weights(four, tmp_path):
-    args = ["--data", four, "--max-steps", 8, "--batch", 2, "--patch", 32, "--save-every", 2,
+    args = ["--data", four, "--max-steps", 8, "--batch", 2, "--crop", 32, "--save-every", 2,
             "--keep-last", 10, "--progress", "none", "--preset", "tiny"]
     model = {"model": {"dim": 32, "depth": 1, "heads": 2, "adaln_rank": 8}}
     (tmp_path / "m.yaml").write_text(json.dumps(model))  # YAML is a superset of JSON
@@ -187,7 +187,7 @@ def test_workers_give_the_same_batches_and_weights(four, tmp_path):
     from mmaif.synthesis.datasets import SynthFolder
     from mmaif.training.data import make_loader
 
-    ds = SynthFolder(four, patch=32)
+    ds = SynthFolder(four, crop=32)
     cfg = TrainConfig(data=str(four), batch=2, seed=3)
     first = []
     for workers in (0, 2):
@@ -204,7 +204,7 @@ def test_workers_give_the_same_batches_and_weights(four, tmp_path):
             assert x["prompt"] == y["prompt"]
     runs = []
     for workers in (0, 2):
-        train(small(four, tmp_path / f"w{workers}", max_steps=3, patch=32, batch=2,
+        train(small(four, tmp_path / f"w{workers}", max_steps=3, crop=32, batch=2,
                     workers=workers), progress="none")
         runs.append(weights(tmp_path / f"w{workers}"))
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])

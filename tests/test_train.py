@@ -69,7 +69,7 @@ def test_overfit_flow(four, tmp_path):
 def test_resume_is_exact(four, tmp_path):
     # 32-px patches of 64-px samples (positions change every epoch); batch 2 of 4 samples, so
     # stopping after 3 steps stops in the middle of epoch 1
-    kw = dict(max_steps=6, objective="flow", patch=32, batch=2)
+    kw = dict(max_steps=6, objective="flow", crop=32, batch=2)
     train(small(four, tmp_path / "full", **kw), progress="none")
     part = small(four, tmp_path / "part", **kw)
     train(part, stop_after=3, progress="none")
@@ -97,7 +97,7 @@ def test_corrupt_checkpoint_is_an_error(cli, four, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_processes_match_one(four, tmp_path):
-    common = ["--data", four, "--max-steps", 3, "--batch", 4, "--patch", 32,
+    common = ["--data", four, "--max-steps", 3, "--batch", 4, "--crop", 32,
               "--balance-weight", 0, "--objective", "flow", "--progress", "none",
               "--warmup", 1, "--config", tmp_path / "c.yaml"]
     (tmp_path / "c.yaml").write_text("model:\n  preset: tiny\n  dim: 64\n  depth: 2\n"
@@ -118,7 +118,7 @@ def test_ddp_two_processes_match_one(four, tmp_path):
 
 def test_train_contract_defaults_and_config(cli, four, tmp_path):
     code, _, err = cli("train", "--data", four, "--out", tmp_path / "d", "--max-steps", 2,
-                       "--batch", 4, "--patch", 32, "--preset", "tiny", "--objective", "reg",
+                       "--batch", 4, "--crop", 32, "--preset", "tiny", "--objective", "reg",
                        "--progress", "none")
     assert code == 0, err
     ck = latest_checkpoint(tmp_path / "d")
@@ -200,7 +200,7 @@ def test_end_to_end_cli(tmp_path):
     run("synth", "--src", root, "--out", tmp_path / "data", "--n", 32, "--max-side", 256,
         "--workers", 2, "--progress", "none")
     run("train", "--data", tmp_path / "data", "--out", tmp_path / "run", "--max-steps", 50,
-        "--preset", "tiny", "--batch", 4, "--patch", 64, "--progress", "none")
+        "--preset", "tiny", "--batch", 4, "--crop", 64, "--progress", "none")
     a, b = root / "vif/ir/vifb_labMan.png", root / "vif/vi/vifb_labMan.png"
     run("fuse", "--model", tmp_path / "run", a, b, "-o", tmp_path / "fused.png")
     from mmaif.data.images import read_image
@@ -214,9 +214,11 @@ def test_shipped_train_configs_load():
 
     from mmaif.training.config import load_train_config
 
-    for name in ("train_tiny.yaml", "train_base.yaml"):
-        cfg = load_train_config(Path(__file__).parents[1] / "configs" / name)
-        assert cfg.preset in ("tiny", "base") and cfg.max_steps > 0
+    configs = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+    assert len(configs) > 10
+    for path in configs:  # every training config in the repository loads
+        cfg = load_train_config(path)
+        assert cfg.model["preset"] in ("tiny", "base") and cfg.max_steps > 0, path
     arm = load_train_config(Path(__file__).parents[1] / "configs/exp/gates/fixes_teacher.yaml")
     assert arm.out == "runs/arm_fixes_teacher" and arm.max_steps == 600  # base.yaml's
     assert arm.model["teacher_gate"] and arm.model["evidence"]           # merged model keys
@@ -231,8 +233,8 @@ def test_config_extends_a_base_file(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub/arm.yaml").write_text("extends: ../base.yaml\nseed: 5\nmodel:\n  depth: 2\n")
     cfg = load_train_config(tmp_path / "sub/arm.yaml")
-    assert (cfg.lr, cfg.seed, cfg.preset) == (0.001, 5, "tiny")
-    assert cfg.model == {"moe": False, "depth": 2}
+    assert (cfg.lr, cfg.seed) == (0.001, 5)
+    assert cfg.model == {"preset": "tiny", "moe": False, "depth": 2}
     (tmp_path / "base.yaml").write_text("extends: sub/arm.yaml\n")
     with pytest.raises(InputError, match="cycle"):
         load_train_config(tmp_path / "sub/arm.yaml")
@@ -257,3 +259,49 @@ def test_flow_pipeline_batches_and_refine(four, tmp_path):
     far = pipe(a, b, steps=4, refine=start, t0=1.0, output="numpy")
     # starting close to t = 0 keeps the result close to the given image
     assert np.abs(near - start).mean() < np.abs(far - start).mean()
+
+
+def test_every_train_setting_is_a_flag(cli, capsys, monkeypatch):
+    """Each TrainConfig field has a flag in `mmaif train --help`, and flags reach the config
+    (model overrides as KEY=VALUE, booleans both ways, --preset into model)."""
+    from dataclasses import fields
+
+    import mmaif.training.trainer as trainer
+    from mmaif.training.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        cli("train", "--help")
+    text = capsys.readouterr().out
+    missing = [f.name for f in fields(TrainConfig) if "--" + f.name.replace("_", "-") not in text]
+    assert not missing
+
+    seen = {}
+
+    def fake_train(cfg, **kw):
+        seen["cfg"], seen["given"] = cfg, kw["given"]
+        return {"run": cfg.out, "step": 0, "first_loss": None, "last": {}}
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    code, _, err = cli("train", "--data", "d1", "--data", "d2", "--out", "r", "--preset", "small",
+                       "--model", "depth=3", "--model", "evidence=[laplacian, noise]",
+                       "--no-cache", "--compile", "--schedule-steps", 9, "--t-mean", 0.5,
+                       "--crop", 96, "--init-from", "w")
+    assert code == 0, err
+    cfg = seen["cfg"]
+    assert cfg.data == ["d1", "d2"] and cfg.out == "r" and cfg.crop == 96
+    assert cfg.model == {"preset": "small", "depth": 3, "evidence": ["laplacian", "noise"]}
+    assert cfg.cache is False and cfg.compile is True and cfg.schedule_steps == 9
+    assert cfg.t_mean == 0.5 and cfg.init_from == "w" and cfg.max_steps == 2000
+    assert {"data", "out", "model", "cache", "compile", "crop"} <= seen["given"]
+    assert "max_steps" not in seen["given"]
+
+
+def test_saved_runs_with_old_keys_still_resume():
+    from mmaif.errors import InputError
+    from mmaif.training.config import TrainConfig
+
+    old = {"data": "d", "patch": 192, "preset": "tiny", "model": {"fix_gates": True}}
+    cfg = TrainConfig.from_saved(old)
+    assert cfg.crop == 192 and cfg.model == {"preset": "tiny", "fix_gates": True}
+    with pytest.raises(InputError, match="crop"):
+        TrainConfig.from_dict(old)

@@ -1,61 +1,116 @@
-"""Training: ``mmaif train`` (also under torchrun)."""
+"""Training: ``mmaif train`` (also under torchrun). Its flags are made from the fields of
+:class:`~mmaif.training.config.TrainConfig`, so every setting a YAML file holds is a flag too,
+with the same name (``_`` -> ``-``) and the field's help."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import typing
 
 from mmaif.cli.common import add_out
 
+# flags that are not a field of TrainConfig: (name, what to say instead)
+OLD_FLAGS = {"patch": "--crop N (the training crop, pixels)"}
+
+
+def _flag_kind(hint) -> tuple[type | None, bool]:
+    """(element type, repeatable) of a TrainConfig field's type hint; bool fields give
+    (bool, False), dict fields (None, True)."""
+    if hint in (int, float, str, bool):
+        return hint, False
+    if hint is dict or typing.get_origin(hint) is dict:
+        return None, True
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in args):
+        return str, True
+    return args[0], False
+
 
 def add_parsers(sub) -> None:
-    t = sub.add_parser("train", help="train the fusion model (also under torchrun)")
-    t.add_argument("--config", help="YAML training config (keys of TrainConfig + model:)")
-    t.add_argument("--data", action="append", help="a `mmaif synth` output folder "
-                   "(repeatable: the folders' samples are used together)")
-    t.add_argument("--src", action="append", help="clean pair roots, synthesized on the fly")
-    add_out(t, "run folder (checkpoints, logs, samples)")
-    t.add_argument("--objective", choices=("reg", "flow"))
-    t.add_argument("--preset", help="model preset: tiny, small, base")
-    t.add_argument("--max-steps", type=int)
+    from dataclasses import fields
+
+    from mmaif.training.config import TrainConfig
+
+    t = sub.add_parser("train", help="train the fusion model (also under torchrun)",
+                       description="Train the fusion model. Settings come from --config (a YAML "
+                       "file of the keys below, with `model:` and `extends:`), then from the "
+                       "flags, which override it.")
+    t.add_argument("--config", help="YAML training config (keys as the flags below, `_` for "
+                   "`-`; `model:` a mapping; `extends: BASE.yaml`)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint "
                    "in --out exactly: only --max-steps may change (the lr schedule keeps its "
                    "horizon); other changed settings are refused")
     t.add_argument("--stop-after", type=int, help="stop after this many steps (resume later)")
-    for name, typ in (("batch", int), ("accum", int), ("patch", int), ("lr", float),
-                      ("warmup", int), ("seed", int), ("save-every", int),
-                      ("sample-every", int), ("log-every", int), ("keep-last", int),
-                      ("ema", float), ("balance-weight", float), ("fusion-weight", float),
-                      ("distill-weight", float), ("t-shift", float), ("workers", int)):
-        t.add_argument(f"--{name}", type=typ)
-    t.add_argument("--init-from", help="warm start from a saved pipeline or run folder")
-    t.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the network (pays off on GPUs)")
-    t.add_argument("--tokenizer", help="pixel (default), kl:FOLDER, cosmos:FOLDER")
-    t.add_argument("--text", help="minilm (default), t5:FOLDER, t5-bf16:FOLDER")
     t.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
+    t.add_argument("--preset", default=argparse.SUPPRESS,
+                   help="model preset: tiny, small, base (the same as --model preset=NAME)")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        flag, help_ = "--" + f.name.replace("_", "-"), f.metadata.get("help")
+        if f.name == "out":
+            add_out(t, help_)
+            continue
+        kind, many = _flag_kind(hints[f.name])
+        if f.name == "model":
+            t.add_argument(flag, action="append", metavar="KEY=VALUE", help=help_,
+                           default=argparse.SUPPRESS)
+        elif kind is bool:
+            t.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_,
+                           default=argparse.SUPPRESS)
+        else:
+            t.add_argument(flag, type=kind, action="append" if many else "store",
+                           default=argparse.SUPPRESS, help=help_,
+                           **({"choices": ("reg", "flow")} if f.name == "objective" else {}))
+    for name in OLD_FLAGS:  # hidden: accepted only to say what replaced them
+        t.add_argument(f"--{name}", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     t.set_defaults(func=cmd_train)
 
 
+def _model_overrides(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> {KEY: VALUE read as YAML}; a malformed one is a UsageError."""
+    import yaml
+
+    from mmaif.errors import UsageError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--model {pair!r}: write KEY=VALUE (e.g. --model depth=6)")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"--model {pair!r}: the value is not valid YAML") from None
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict, fields
+
+    from mmaif.errors import UsageError
     from mmaif.training.config import TrainConfig, load_train_config
     from mmaif.training.trainer import train
 
-    cfg = load_train_config(args.config) if args.config else TrainConfig()
-    data = args.data[0] if args.data and len(args.data) == 1 else args.data
-    simple = {"data": data, "out": args.out, "objective": args.objective,
-              "preset": args.preset, "max_steps": args.max_steps, "tokenizer": args.tokenizer,
-              "text": args.text, "src": args.src, "init_from": args.init_from,
-              "compile": args.compile}
-    for key in ("batch", "accum", "patch", "lr", "warmup", "seed", "save_every",
-                "sample_every", "log_every", "keep_last", "ema", "balance_weight",
-                "fusion_weight", "distill_weight", "t_shift", "workers"):
-        simple[key] = getattr(args, key)
+    for name, instead in OLD_FLAGS.items():
+        if name in vars(args):
+            raise UsageError(f"--{name} is no longer a flag; use {instead}")
+    values = asdict(load_train_config(args.config) if args.config else TrainConfig())
     given = set()
-    for key, value in simple.items():
-        if value is not None:
-            setattr(cfg, key, value)
-            given.add(key)
+    for f in fields(TrainConfig):
+        if f.name not in vars(args) or getattr(args, f.name) is None:
+            continue
+        value = getattr(args, f.name)
+        if f.name == "data" and len(value) == 1:
+            value = value[0]
+        if f.name == "model":
+            value = {**values["model"], **_model_overrides(value)}
+        values[f.name] = value
+        given.add(f.name)
+    if "preset" in vars(args):
+        values["model"] = {**values["model"], "preset": args.preset}
+        given.add("model")
+    cfg = TrainConfig.from_dict(values)
     # on --resume, a --config file counts as setting every key it holds (compared in full)
     summary = train(cfg, resume=args.resume, stop_after=args.stop_after, progress=args.progress,
                     given=None if args.config else given)

@@ -72,7 +72,7 @@ def _measure(preset: str, objective: str, f: int, sizes: list[str], runs: int) -
             over.update(flow=True, head="latent")
         torch.manual_seed(0)
         model = FusionDiT(make_config(preset, **over)).eval()
-        obj = make_objective(Components(model, tok, None, objective))
+        obj = make_objective(Components(model, tok, None))
     out = []
     for size in sizes:
         w, h = (int(v) for v in size.split("x"))

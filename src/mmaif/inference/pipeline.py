@@ -155,13 +155,13 @@ class FusionPipeline:
         enc = LazyTextEncoder(text, self.device, prompt_cache)
         self.model = model.eval()
         self.net = self.model  # what runs: the model, or its torch.compile'd wrapper
-        self.c = Components(self.model, tok, enc, own)
+        self.c = Components(self.model, tok, enc)
         self.obj = make_objective(self.c)
         self.to(self.device)
 
     @property
     def objective(self) -> str:
-        return "flow" if self.model.cfg.flow else "reg"
+        return self.c.objective
 
     def to(self, device: str | torch.device) -> FusionPipeline:
         """Put every parameter and buffer (model, tokenizer, text encoder) on ``device``."""

@@ -25,8 +25,13 @@ class Components:
     """Tokenizer, text encoder and model wiring shared by training and inference (the
     objectives in :mod:`mmaif.model.objectives` turn it into losses and images)."""
 
-    def __init__(self, model: FusionDiT, tokenizer, text, objective: str):
-        self.model, self.tok, self.text, self.objective = model, tokenizer, text, objective
+    def __init__(self, model: FusionDiT, tokenizer, text):
+        self.model, self.tok, self.text = model, tokenizer, text
+
+    @property
+    def objective(self) -> str:
+        """'flow' or 'reg': the model's own (its config is the one source of truth)."""
+        return "flow" if self.model.cfg.flow else "reg"
 
     def condition(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.tok.encode(a), self.tok.encode(b)], dim=1)

@@ -2,7 +2,8 @@
 
 Items are dicts: ``a``, ``b``, ``gt`` float tensors (C, H, W) in [0, 1], ``prompt``, ``task``,
 ``id`` and ``ops`` (JSON text of the applied degradations). With ``channels=3`` gray images
-are replicated so tasks can share a batch; ``patch`` cuts a fixed-size square so batches stack.
+are replicated so tasks can share a batch; ``crop`` cuts a fixed-size random square so batches
+stack.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ def _to_tensor(x: np.ndarray, channels: int | None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
 
 
-def _patch(images: dict[str, np.ndarray], size: int, rng: np.random.Generator):
+def _crop(images: dict[str, np.ndarray], size: int, rng: np.random.Generator):
     h, w = images["a"].shape[:2]
-    if min(h, w) < size:  # enlarge small crops so a full patch fits
+    if min(h, w) < size:  # enlarge small images so a full crop fits
         s = size / min(h, w)
         new = (max(size, round(w * s)), max(size, round(h * s)))
         images = {k: resize_to(v, new) for k, v in images.items()}
@@ -38,11 +39,11 @@ def _patch(images: dict[str, np.ndarray], size: int, rng: np.random.Generator):
     return {k: v[y:y + size, x:x + size] for k, v in images.items()}
 
 
-def _item(row: dict, images: dict[str, np.ndarray], patch: int | None,
+def _item(row: dict, images: dict[str, np.ndarray], crop: int | None,
           channels: int | None, epoch: int = 0) -> dict:
-    if patch:
+    if crop:
         rng = np.random.default_rng([row["seed"], epoch, row["index"], 7])
-        images = _patch({k: images[k] for k in ("a", "b", "gt")}, patch, rng)
+        images = _crop({k: images[k] for k in ("a", "b", "gt")}, crop, rng)
     return {"a": _to_tensor(images["a"], channels), "b": _to_tensor(images["b"], channels),
             "gt": _to_tensor(images["gt"], channels), "prompt": row["prompt"],
             "task": row["task"], "id": row["id"], "ops": json.dumps(row["ops"])}
@@ -56,9 +57,9 @@ class SynthDataset(Dataset):
     a DistributedSampler) for fresh crops and degradations.
     """
 
-    def __init__(self, cfg: SynthConfig, patch: int | None = None, channels: int | None = 3):
+    def __init__(self, cfg: SynthConfig, crop: int | None = None, channels: int | None = 3):
         cfg.check()
-        self.cfg, self.patch, self.channels = cfg, patch, channels
+        self.cfg, self.crop, self.channels = cfg, crop, channels
         self.pairs = collect_pairs(cfg)
         self.epoch = 0
         self._depth = None
@@ -79,23 +80,23 @@ class SynthDataset(Dataset):
         if self._depth is None:  # built lazily, inside each DataLoader worker
             self._depth = make_depth_estimator(self.cfg.depth)
         row = self.row(i)
-        return _item(row, render(row, self._depth), self.patch, self.channels, self.epoch)
+        return _item(row, render(row, self._depth), self.crop, self.channels, self.epoch)
 
 
 class SynthFolder(Dataset):
     """Samples written by ``mmaif synth`` (``OUT/{a,b,gt}/ID.png`` + ``manifest.jsonl``);
     ``cache`` keeps decoded 8-bit images in memory after their first read."""
 
-    def __init__(self, folder: str | Path, patch: int | None = None,
+    def __init__(self, folder: str | Path, crop: int | None = None,
                  channels: int | None = 3, cache: bool = False):
         self.folder = Path(folder)
         self.rows = read_manifest(self.folder / "manifest.jsonl")
-        self.patch, self.channels = patch, channels
+        self.crop, self.channels = crop, channels
         self.epoch = 0
         self._cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
 
     def set_epoch(self, epoch: int) -> None:
-        """New random patches each epoch (deterministic in the epoch)."""
+        """New random crops each epoch (deterministic in the epoch)."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -112,12 +113,12 @@ class SynthFolder(Dataset):
                 # 8-bit PNGs: uint8 holds them exactly, at a quarter of float32's memory
                 self._cache[i] = {k: np.round(v * 255).astype(np.uint8)
                                   for k, v in images.items()}
-        return _item(row, images, self.patch, self.channels, self.epoch)
+        return _item(row, images, self.crop, self.channels, self.epoch)
 
 
 class SynthFolders(ConcatDataset):
     """Several ``mmaif synth`` folders as one dataset (indices run through them in order);
-    ``set_epoch`` reaches each folder, so patches follow the epoch as with one."""
+    ``set_epoch`` reaches each folder, so crops follow the epoch as with one."""
 
     def set_epoch(self, epoch: int) -> None:
         for part in self.datasets:

@@ -7,53 +7,76 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmaif.errors import InputError, UsageError
-from mmaif.model.dit import DiTConfig, make_config
+
+if TYPE_CHECKING:  # the model (and torch) load when a model config is built, not before
+    from mmaif.model.dit import DiTConfig
+
+
+def setting(default, help: str):
+    """A :class:`TrainConfig` field with its ``--help`` text (``mmaif train`` makes one flag
+    per field from these)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=type(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+# keys that were renamed or moved, and what to write instead (run folders saved with them are
+# still read: TrainConfig.from_saved)
+RENAMED = {"patch": "`crop:` (the training crop, pixels; the model's patch size is "
+                    "`model: {patch: N}`)",
+           "preset": "`model: {preset: NAME}` (or --preset NAME)"}
 
 
 @dataclass
 class TrainConfig:
-    """Training settings; YAML files hold these keys plus ``model:`` (preset + overrides)."""
+    """Training settings; YAML files hold these keys (``model:`` holds the preset and the
+    model overrides). ``mmaif train`` has a flag for each, with the help written here."""
 
-    data: str | list[str] | None = None  # one or more `mmaif synth` folders
-    src: list[str] = field(default_factory=list)  # or clean pair roots, synthesized on the fly
-    out: str = "runs/mmaif"
-    objective: str = "reg"            # reg | flow
-    preset: str = "tiny"
-    model: dict = field(default_factory=dict)
-    tokenizer: str = "pixel"
-    text: str = "minilm"
-    max_steps: int = 2000
-    batch: int = 8                    # global batch per optimizer step
-    accum: int = 1                    # micro-batches per optimizer step (per process)
-    patch: int = 128                  # training crop size (pixels)
-    lr: float = 3e-4
-    min_lr_ratio: float = 0.1
-    warmup: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    ema: float = 0.999
-    balance_weight: float = 0.01
-    fusion_weight: float = 0.0        # auxiliary sum_i |X~ - X_i| + |grad X~ - grad X_i|
-    distill_weight: float = 0.0       # L1 of the blend weights to least-squares block targets
-    distill_min_diff: float = 0.05    # no target where the inputs differ less (RMS, [-1, 1])
-    init_from: str | None = None      # warm start: a saved pipeline or run folder (weights only)
-    prompt_dropout: float = 0.0       # share of degraded samples given the task prompt or ""
-    workers: int = 0                  # DataLoader worker processes (0: load in the main one)
-    compile: bool = False             # torch.compile the network (pays off on GPUs)
-    schedule_steps: int | None = None  # lr schedule horizon (default and on a fresh run: max_steps)
-    t_mean: float = 0.0
-    t_std: float = 1.0
-    t_shift: float = 1.0
-    seed: int = 0
-    onthefly_n: int = 10000
-    cache: bool = True                # keep a --data folder's decoded images in memory
-    log_every: int = 10
-    save_every: int = 500
-    keep_last: int = 3
-    sample_every: int = 500
-    amp: bool = True                  # bf16 autocast on GPU
+    data: str | list[str] | None = setting(None, "a `mmaif synth` output folder (repeatable: "
+                                        "the folders' samples are used together)")
+    src: list[str] = setting([], "clean pair roots, synthesized on the fly (repeatable)")
+    out: str = setting("runs/mmaif", "run folder (checkpoints, logs, samples)")
+    objective: str = setting("reg", "reg (regression) or flow (flow matching)")
+    model: dict = setting({}, "model config: `preset` (tiny, small, base) and overrides of its "
+                       "fields (KEY=VALUE, repeatable; values read as YAML)")
+    tokenizer: str = setting("pixel", "pixel, kl:FOLDER or cosmos:FOLDER")
+    text: str = setting("minilm", "minilm, t5:FOLDER or t5-bf16:FOLDER")
+    max_steps: int = setting(2000, "optimizer steps of the run")
+    batch: int = setting(8, "global batch per optimizer step")
+    accum: int = setting(1, "micro-batches per optimizer step (per process)")
+    crop: int = setting(128, "training crop size (pixels)")
+    lr: float = setting(3e-4, "peak learning rate")
+    min_lr_ratio: float = setting(0.1, "the cosine schedule ends at this share of lr")
+    warmup: int = setting(100, "linear warm-up steps")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    grad_clip: float = setting(1.0, "gradient norm clip")
+    ema: float = setting(0.999, "EMA decay of the weights that are saved for inference")
+    balance_weight: float = setting(0.01, "MoE load-balancing loss weight")
+    fusion_weight: float = setting(0.0, "auxiliary loss sum_i |X~ - X_i| + |grad X~ - grad X_i|")
+    distill_weight: float = setting(0.0, "L1 of the blend weights to least-squares block targets")
+    distill_min_diff: float = setting(0.05, "no distillation target where the inputs differ "
+                                   "less (RMS, [-1, 1])")
+    init_from: str | None = setting(None, "warm start: a saved pipeline or run folder (weights "
+                                 "only)")
+    prompt_dropout: float = setting(0.0, "share of degraded samples given the task prompt or \"\"")
+    workers: int = setting(0, "DataLoader worker processes (0: load in the main one)")
+    compile: bool = setting(False, "torch.compile the network (pays off on GPUs)")
+    schedule_steps: int | None = setting(None, "lr schedule horizon (default and on a fresh run: "
+                                      "max_steps)")
+    t_mean: float = setting(0.0, "flow: mean of the logit-normal time distribution")
+    t_std: float = setting(1.0, "flow: its standard deviation")
+    t_shift: float = setting(1.0, "flow: time shift (> 1 spends more steps at high noise)")
+    seed: int = setting(0, "seed of the model init, the batches and the prompt dropout")
+    onthefly_n: int = setting(10000, "samples per epoch when synthesizing from --src")
+    cache: bool = setting(True, "keep a --data folder's decoded images in memory")
+    log_every: int = setting(10, "steps between log lines")
+    save_every: int = setting(500, "steps between checkpoints")
+    keep_last: int = setting(3, "checkpoints kept")
+    sample_every: int = setting(500, "steps between sample pictures (0: off)")
+    amp: bool = setting(True, "bf16 autocast on GPU")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -61,7 +84,22 @@ class TrainConfig:
         naming the field."""
         from mmaif.config import typed
 
+        for key, instead in RENAMED.items():
+            if key in d:
+                raise InputError(f"train config: `{key}` is no longer a key; write {instead}")
         return cls(**typed(cls, d, "train config"))
+
+    @classmethod
+    def from_saved(cls, d: dict) -> TrainConfig:
+        """A config saved by a run (its checkpoints' ``state.json``), older key names taken."""
+        d = dict(d)
+        if "patch" in d:
+            d.setdefault("crop", d.pop("patch"))
+        if "preset" in d:
+            preset = d.pop("preset")
+            d["model"] = {"preset": preset, **(d.get("model") or {})}
+        return cls.from_dict(d)
+
 
     def check(self) -> None:
         if self.objective not in ("reg", "flow"):
@@ -86,7 +124,7 @@ class TrainConfig:
             ("log_every", self.log_every >= 1, "1 or more (steps between log lines)"),
             ("keep_last", self.keep_last >= 1, "1 or more (checkpoints kept)"),
             ("sample_every", self.sample_every >= 0, "0 (off) or more"),
-            ("patch", self.patch >= 8, "8 or more pixels (the training crop)"),
+            ("crop", self.crop >= 8, "8 or more pixels (the training crop)"),
             ("onthefly_n", self.onthefly_n >= 1, "1 or more"),
             ("t_std", math.isfinite(self.t_std) and self.t_std > 0, "positive"),
             ("t_shift", math.isfinite(self.t_shift) and self.t_shift > 0, "positive"),
@@ -130,13 +168,13 @@ def _config_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
-    """YAML: keys of :class:`TrainConfig`, plus ``model:`` (preset + model overrides), plus
-    optionally ``extends: BASE.yaml`` (a file whose keys this one overrides)."""
-    data = _config_mapping(Path(path))
-    model = dict(data.pop("model", {}) or {})
-    if "preset" in model:
-        data.setdefault("preset", model.pop("preset"))
-    return TrainConfig.from_dict({**data, "model": model})
+    """YAML: keys of :class:`TrainConfig` (``model:`` holds the preset and the model
+    overrides), plus optionally ``extends: BASE.yaml`` (a file whose keys this one
+    overrides)."""
+    try:
+        return TrainConfig.from_dict(_config_mapping(Path(path)))
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -150,7 +188,10 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def build_model_config(cfg: TrainConfig, latent_channels: int, text_dim: int) -> DiTConfig:
+    from mmaif.model.dit import make_config
+
     over = {"latent_channels": latent_channels, "text_dim": text_dim, **cfg.model}
+    preset = over.pop("preset", "tiny")
     if cfg.objective == "flow":
         if over.get("head", "latent") != "latent":
             raise UsageError(f"model.head={over['head']!r} with objective flow: a flow model "
@@ -158,4 +199,4 @@ def build_model_config(cfg: TrainConfig, latent_channels: int, text_dim: int) ->
         over.update(flow=True, head="latent")
     elif cfg.tokenizer != "pixel":
         over.setdefault("head", "latent")
-    return make_config(cfg.preset, **over)
+    return make_config(preset, **over)

@@ -27,15 +27,15 @@ def _dataset(cfg: TrainConfig):
             if not (Path(folder) / "manifest.jsonl").is_file():
                 raise InputError(f"{folder}: no manifest.jsonl; --data takes a `mmaif synth` "
                                  "output folder")
-        parts = [SynthFolder(f, patch=cfg.patch, cache=cfg.cache) for f in folders]
+        parts = [SynthFolder(f, crop=cfg.crop, cache=cfg.cache) for f in folders]
         return parts[0] if len(parts) == 1 else SynthFolders(parts)
     return SynthDataset(SynthConfig(tasks=["vif", "mef", "mff"], sources=list(cfg.src),
-                                    n=cfg.onthefly_n, seed=cfg.seed), patch=cfg.patch)
+                                    n=cfg.onthefly_n, seed=cfg.seed), crop=cfg.crop)
 
 
 class _EpochIndexed(torch.utils.data.Dataset):
     """Items addressed by (epoch, index): each DataLoader worker (persistent or not) sets its
-    own copy's epoch from the key, so random patches follow the epoch exactly as without
+    own copy's epoch from the key, so random crops follow the epoch exactly as without
     workers. Items are pure functions of (seed, epoch, index): worker seeds play no part.
     Prompt dropout and the classical candidates (for a model with gates) are added here, in
     the workers, so the candidates follow the prompt the model will see."""

@@ -167,7 +167,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             raise InputError(f"{run}: no checkpoint to resume from (expected "
                              f"{run}/checkpoints/step_*)")
         state, tensors = read_checkpoint(ck)
-        cfg = _resumed_config(cfg, TrainConfig.from_dict(state["train"]), given,
+        cfg = _resumed_config(cfg, TrainConfig.from_saved(state["train"]), given,
                               lambda m: print(m, file=sys.stderr))
     else:
         cfg = TrainConfig.from_dict({**asdict(cfg),
@@ -192,10 +192,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                          "tokenizer decodes without them: use pixel or kl tokens, or drop it")
     mcfg = build_model_config(cfg, tok.z, text.dim)
     grid = tok.f * mcfg.patch
-    if cfg.patch % grid:
-        raise UsageError(f"--patch {cfg.patch}: the training crop must be a multiple of "
+    if cfg.crop % grid:
+        raise UsageError(f"--crop {cfg.crop}: the training crop must be a multiple of "
                          f"{grid} (tokenizer f {tok.f} x model patch {mcfg.patch}), e.g. "
-                         f"{max(grid, cfg.patch // grid * grid)}")
+                         f"{max(grid, cfg.crop // grid * grid)}")
     model = FusionDiT(mcfg).to(device)
     if cfg.init_from and not resume:
         warm_start(model, cfg.init_from)
@@ -226,7 +226,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     ddp = net  # no_sync lives on the DDP wrapper, not on a compiled one
     if cfg.compile:
         net = torch.compile(net)
-    objective = make_objective(Components(model, tok, text, cfg.objective))
+    objective = make_objective(Components(model, tok, text))
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.amp and device.type == "cuda") \
         else torch.autocast("cpu", enabled=False)
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, step + stop_after)
