@@ -16,7 +16,7 @@ import time
 import torch
 
 from mmaif.training.config import TrainConfig
-from mmaif.training.data import _dataset, make_loader
+from mmaif.training.data import make_dataset, make_loader
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     cfg = TrainConfig(data=args.data, src=args.src or [], batch=args.batch, crop=args.crop,
                       cache=False)
     cfg.check()
-    ds = _dataset(cfg)
+    ds = make_dataset(cfg)
     print(f"{'workers':>7s} {'samples/s':>10s}  ({len(ds)} samples, batch {args.batch}, "
           f"crop {args.crop}, torch threads {torch.get_num_threads()})")
     for w in (int(v) for v in args.workers.split(",")):

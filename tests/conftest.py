@@ -104,3 +104,97 @@ def weights(run, name="model.safetensors"):
     from mmaif.model.components import latest_checkpoint
 
     return load_file(str(latest_checkpoint(run) / name))
+
+
+# ---------------------------------------------------------------- small models and stand-ins
+Z = 12  # tiny latent channels for speed
+
+
+def tiny(**kw):
+    """A DiTConfig small enough for unit tests (``kw`` overrides its fields)."""
+    from mmaif.model.dit import DiTConfig
+
+    base = dict(latent_channels=Z, dim=32, depth=3, heads=2, text_dim=16, adaln_rank=8,
+                ape_grid=(8, 8))
+    return DiTConfig(**{**base, **kw})
+
+
+def inputs(cfg, h=8, w=12, b=2, seed=0):
+    """(condition latents, pooled text, flow extras) for a model of config ``cfg``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    cond = torch.randn(b, cfg.latent_channels * cfg.n_inputs, h, w, generator=g)
+    text = torch.randn(b, cfg.text_dim, generator=g)
+    extra = {}
+    if cfg.flow:
+        extra = {"t": torch.rand(b, generator=g),
+                 "x_t": torch.randn(b, cfg.latent_channels, h, w, generator=g)}
+    return cond, text, extra
+
+
+def perturb(model, std=0.05):
+    """``model`` with seeded noise added to every trainable weight (zero-initialised paths
+    included), so that it computes something non-trivial."""
+    import torch
+
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * std)
+    return model
+
+
+def png(arr: np.ndarray) -> bytes:
+    """An image in [0, 1] as 8-bit PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def tiny_vae(folder):
+    """A tiny diffusers AutoencoderKL (f = 8, 4 latent channels) saved in ``folder``."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4,
+                        block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4,
+                        scaling_factor=0.3611, shift_factor=0.1159)
+    vae.save_pretrained(folder)
+    return vae
+
+
+def tiny_cosmos(folder) -> Path:
+    """A Cosmos-style TorchScript tokenizer (encoder.jit / decoder.jit, f = 8, 16 channels)
+    in ``folder``: a strided convolution each way."""
+    import torch
+
+    class Enc(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 16, 8, stride=8)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            return (self.conv(x),)
+
+    class Dec(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.ConvTranspose2d(16, 3, 8, stride=8)
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return self.conv(z)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(Enc()).save(str(folder / "encoder.jit"))
+    torch.jit.script(Dec()).save(str(folder / "decoder.jit"))
+    return folder

@@ -16,7 +16,9 @@ import pytest
 
 from mmaif.data.images import read_image
 
-from .conftest import digest, save, texture
+from .conftest import digest, png, save, texture
+
+IR, VI = texture(45, 61, 0, seed=1), texture(45, 61, 3, seed=2)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -159,14 +161,14 @@ def test_pixel_rules(tmp_path):
 
 def test_api_refuses_non_finite_arrays():
     from mmaif.errors import InputError
-    from mmaif.inference.pipeline import _as_array
+    from mmaif.inference.pipeline import as_array
 
     x = np.zeros((4, 4), np.float32)
     x[0, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
-        _as_array(x)
+        as_array(x)
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        _as_array(np.full((4, 4), 3.0))
+        as_array(np.full((4, 4), 3.0))
 
 
 def test_folder_mode_finishes_what_it_can(cli, tmp_path):
@@ -200,7 +202,6 @@ def test_server_header_and_form_limits():
             return lambda a, b, **kw: (a if a.ndim == 3 else np.stack([a] * 3, -1))
 
     client = TestClient(create_app(fuser=Echo()), raise_server_exceptions=False)
-    from .test_serve import IR, VI, png
 
     files = {"a": ("ir.png", png(IR), "image/png"), "b": ("vi.png", png(VI), "image/png")}
     prompt = "remove the haze\nand the stripes \x1b[31m " + "é" * 600
@@ -234,7 +235,6 @@ def test_server_queue_admits_one_fusing_plus_queue_waiting():
 
     from mmaif.inference.serve import Fuser, create_app
 
-    from .test_serve import IR, VI, png
 
     release = threading.Event()
 

@@ -22,8 +22,7 @@ from mmaif.model.tokenizers import PixelTokenizer
 from mmaif.training.checkpoint import warm_start
 from mmaif.training.data import add_candidates
 
-from .conftest import small, texture
-from .test_model import perturb
+from .conftest import perturb, small, texture
 
 GATES = dict(fix_gates=True, teacher_gate=True)
 ALL = dict(fix_gates=True, teacher_gate=True, tone=True)
@@ -285,14 +284,14 @@ def test_tiles_are_cut_lazily_and_blend_to_the_untiled_image():
     """The tile path of ``pipe(...)`` (arrays cut and converted per tile) equals
     ``fuse_tensors`` on whole tensors; with a head at zero (the inputs' mean, a per-pixel
     map) the blended tiles give the untiled image, so the ramps' weights sum to one."""
-    from mmaif.inference.pipeline import FusionPipeline, _rgb_tensor
+    from mmaif.inference.pipeline import FusionPipeline, rgb_tensor
 
     rng = np.random.default_rng(3)
     a, b = rng.random((70, 90), np.float32), rng.random((70, 90, 3), np.float32)
     tiles = dict(tile=32, overlap=8, tile_threshold=0)
     pipe = FusionPipeline(perturb(FusionDiT(tiny_full(**GATES, evidence_f=8))))
     out = pipe(a, b, prompt="denoise the infrared image", task="vif", output="numpy", **tiles)
-    ref = pipe.fuse_tensors(_rgb_tensor(a), _rgb_tensor(b), "denoise the infrared image",
+    ref = pipe.fuse_tensors(rgb_tensor(a), rgb_tensor(b), "denoise the infrared image",
                             cands=pipe.candidates(a, b, "denoise the infrared image", "vif"),
                             **tiles)
     assert np.allclose(out, ((ref[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy(),

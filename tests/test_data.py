@@ -56,12 +56,12 @@ def test_folder_cache_returns_identical_items(src, tmp_path):
 def test_several_folders_train_as_one(src, tmp_path):
     from mmaif.synthesis.datasets import SynthFolders
     from mmaif.training.config import TrainConfig
-    from mmaif.training.data import _dataset
+    from mmaif.training.data import make_dataset
 
     for name, seed in (("d1", 1), ("d2", 2)):
         synthesize(cfg(src, n=3, seed=seed), tmp_path / name, progress="none")
     one = [SynthFolder(tmp_path / n, crop=32) for n in ("d1", "d2")]
-    both = _dataset(TrainConfig(data=[str(tmp_path / "d1"), str(tmp_path / "d2")], crop=32))
+    both = make_dataset(TrainConfig(data=[str(tmp_path / "d1"), str(tmp_path / "d2")], crop=32))
     assert isinstance(both, SynthFolders) and len(both) == 6
     both.set_epoch(3)
     for part in one:

@@ -17,8 +17,7 @@ from mmaif.model.head import blend_targets, distill_loss, fullres_output
 from mmaif.training.checkpoint import warm_start
 from mmaif.training.trainer import train
 
-from .conftest import small, texture
-from .test_model import inputs, perturb, tiny
+from .conftest import inputs, perturb, small, texture, tiny
 
 F = 4  # evidence_f of the tiny configs: latent grid (8, 12) <-> images (32, 48)
 
@@ -251,9 +250,9 @@ def test_prompt_dropout_replaces_only_degraded_prompts_deterministically():
 
 @pytest.mark.parametrize("r", [1, 3, 18])
 def test_running_mean_equals_pooling_inside_the_image(r):
-    from mmaif.model.dit import _run_mean
+    from mmaif.model.dit import running_mean
 
     t = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(r))
     for dim, k, pad in ((-1, (1, 2 * r + 1), (0, r)), (-2, (2 * r + 1, 1), (r, 0))):
         ref = torch.nn.functional.avg_pool2d(t, k, 1, pad, count_include_pad=False)
-        assert (_run_mean(t, r, dim) - ref).abs().max() < 1e-6
+        assert (running_mean(t, r, dim) - ref).abs().max() < 1e-6

@@ -139,11 +139,11 @@ def test_gff_matches_vifb_published_outputs():
 @pytest.mark.parametrize("b_ch", [0, 3])
 def test_tiled_gff_equals_untiled(b_ch):
     """GFF is local within GFF_MARGIN, so tiles with that margin give the untiled fusion."""
-    from mmaif.classical.fusion import GFF_MARGIN, _fuse, _tiled
+    from mmaif.classical.fusion import GFF_MARGIN, fuse_tiled, fuse_whole
 
     a, b = texture(230, 290, 3, seed=11), texture(230, 290, b_ch, seed=12)
-    whole = _fuse(a, b, "gff", "auto")
-    tiled = _tiled(a, b, "gff", "auto", 70, GFF_MARGIN)
+    whole = fuse_whole(a, b, "gff", "auto")
+    tiled = fuse_tiled(a, b, "gff", "auto", 70, GFF_MARGIN)
     assert tiled.shape == whole.shape and np.abs(tiled - whole).max() < 1e-6
     # a margin too small for the guided filter's support does differ: the check can fail
-    assert np.abs(_tiled(a, b, "gff", "auto", 70, 8) - whole).max() > 1e-3
+    assert np.abs(fuse_tiled(a, b, "gff", "auto", 70, 8) - whole).max() > 1e-3

@@ -21,33 +21,7 @@ from mmaif.model.dit import (
 )
 from mmaif.model.head import fullres_output
 
-Z = 12  # tiny latent channels for speed
-
-
-def tiny(**kw) -> DiTConfig:
-    base = dict(latent_channels=Z, dim=32, depth=3, heads=2, text_dim=16, adaln_rank=8,
-                ape_grid=(8, 8))
-    return DiTConfig(**{**base, **kw})
-
-
-def inputs(cfg: DiTConfig, h=8, w=12, b=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    cond = torch.randn(b, cfg.latent_channels * cfg.n_inputs, h, w, generator=g)
-    text = torch.randn(b, cfg.text_dim, generator=g)
-    extra = {}
-    if cfg.flow:
-        extra = {"t": torch.rand(b, generator=g),
-                 "x_t": torch.randn(b, cfg.latent_channels, h, w, generator=g)}
-    return cond, text, extra
-
-
-def perturb(model: FusionDiT, std=0.05):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * std)
-    return model
+from .conftest import Z, inputs, perturb, tiny
 
 
 @pytest.mark.parametrize("flow,head", [(False, "fullres"), (False, "latent"), (True, "latent")])

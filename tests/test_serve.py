@@ -22,14 +22,7 @@ from starlette.testclient import TestClient
 
 from mmaif.inference.serve import Fuser, create_app, guess_task
 
-from .conftest import REPO, save, texture
-
-
-def png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
-
+from .conftest import REPO, png, save, texture
 
 IR, VI = texture(45, 61, 0, seed=1), texture(45, 61, 3, seed=2)
 

@@ -13,6 +13,8 @@ from mmaif.model.tokenizers import (
     pad_to_multiple,
 )
 
+from .conftest import tiny_cosmos, tiny_vae
+
 
 def test_pixel_tokenizer_is_exact():
     tok = PixelTokenizer()
@@ -30,21 +32,8 @@ def test_pad_and_crop(h, w):
     assert torch.equal(crop_to(p, size), x)
 
 
-def _tiny_vae(folder):
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4,
-                        block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4,
-                        scaling_factor=0.3611, shift_factor=0.1159)
-    vae.save_pretrained(folder)
-    return vae
-
-
 def test_kl_tokenizer_from_a_diffusers_folder(tmp_path):
-    _tiny_vae(tmp_path / "vae")
+    tiny_vae(tmp_path / "vae")
     tok = make_tokenizer(f"kl:{tmp_path / 'vae'}")
     assert (tok.f, tok.z, tok.scale, tok.shift) == (8, 4, 0.3611, 0.1159)
     x = torch.rand(1, 3, 32, 48) * 2 - 1
@@ -57,29 +46,9 @@ def test_kl_tokenizer_from_a_diffusers_folder(tmp_path):
     assert zr.grad is not None and zr.grad.abs().sum() > 0
 
 
-class _Enc(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 16, 8, stride=8)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-        return (self.conv(x),)
-
-
-class _Dec(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.ConvTranspose2d(16, 3, 8, stride=8)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.conv(z)
-
-
 def test_cosmos_tokenizer_from_torchscript_files(tmp_path):
     folder = tmp_path / "Cosmos-0.1-Tokenizer-CI8x8"
-    folder.mkdir()
-    torch.jit.script(_Enc()).save(str(folder / "encoder.jit"))
-    torch.jit.script(_Dec()).save(str(folder / "decoder.jit"))
+    tiny_cosmos(folder)
     tok = make_tokenizer(f"cosmos:{folder}")
     assert (tok.f, tok.z) == (8, 16)
     x = torch.rand(2, 3, 24, 40) * 2 - 1
@@ -168,9 +137,7 @@ def test_latent_stats_command(cli, tmp_path):
     from .conftest import save, texture
 
     folder = tmp_path / "cosmos"
-    folder.mkdir()
-    torch.jit.script(_Enc()).save(str(folder / "encoder.jit"))
-    torch.jit.script(_Dec()).save(str(folder / "decoder.jit"))
+    tiny_cosmos(folder)
     for k in range(3):
         save(tmp_path / "imgs" / f"{k}.png", texture(32, 40, 3, k))
     code, _, err = cli("latent-stats", "--tokenizer", f"cosmos:{folder}", "--data",

@@ -111,13 +111,13 @@ def fuse_arrays(a: np.ndarray, b: np.ndarray, method: str = "gff",
             return np.pad(x, ((0, ph), (0, pw)) + ((0, 0),) * (x.ndim - 2), mode="edge")
         return fuse_arrays(pad(a), pad(b), method, colour)[:h, :w]
     if method == "gff" and max(h, w) > GFF_TILE + 2 * GFF_MARGIN:
-        return _tiled(a, b, method, colour, GFF_TILE, GFF_MARGIN)
-    return _fuse(a, b, method, colour)
+        return fuse_tiled(a, b, method, colour, GFF_TILE, GFF_MARGIN)
+    return fuse_whole(a, b, method, colour)
 
 
-def _tiled(a: np.ndarray, b: np.ndarray, method: str, colour: str, tile: int,
+def fuse_tiled(a: np.ndarray, b: np.ndarray, method: str, colour: str, tile: int,
            margin: int) -> np.ndarray:
-    """:func:`_fuse` of a local method tile by tile: each tile's core is cut from the fusion
+    """:func:`fuse_whole` of a local method tile by tile: each tile's core is cut from the fusion
     of the core plus ``margin`` pixels on every side (clipped at the image's own borders)."""
     h, w = a.shape[:2]
     out = None
@@ -126,14 +126,14 @@ def _tiled(a: np.ndarray, b: np.ndarray, method: str, colour: str, tile: int,
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             ya, xa = max(0, y0 - margin), max(0, x0 - margin)
             yb, xb = min(h, y1 + margin), min(w, x1 + margin)
-            part = _fuse(a[ya:yb, xa:xb], b[ya:yb, xa:xb], method, colour)
+            part = fuse_whole(a[ya:yb, xa:xb], b[ya:yb, xa:xb], method, colour)
             if out is None:
                 out = np.empty((h, w, *part.shape[2:]), np.float32)
             out[y0:y1, x0:x1] = part[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
     return out
 
 
-def _fuse(a: np.ndarray, b: np.ndarray, method: str, colour: str) -> np.ndarray:
+def fuse_whole(a: np.ndarray, b: np.ndarray, method: str, colour: str) -> np.ndarray:
     m = METHODS[method]
     a, b = np.asarray(a, m.dtype), np.asarray(b, m.dtype)  # no copy when it is already
     if a.ndim == 2 and b.ndim == 2:

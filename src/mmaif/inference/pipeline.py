@@ -31,7 +31,7 @@ DEFAULT_MODEL = Path(__file__).parents[1] / "weights" / "default"
 
 
 
-def _as_array(x) -> np.ndarray:
+def as_array(x) -> np.ndarray:
     if isinstance(x, (str, Path)):
         return read_image(x).data
     from PIL import Image
@@ -52,7 +52,7 @@ def _as_array(x) -> np.ndarray:
     return x
 
 
-def _rgb_tensor(x: np.ndarray) -> torch.Tensor:
+def rgb_tensor(x: np.ndarray) -> torch.Tensor:
     x = to_rgb(x)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None] * 2 - 1
 
@@ -77,7 +77,7 @@ def _cand_tensors(arrays: dict, box: tuple[int, int, int, int]) -> dict:
     y0, y1, x0, x1 = box
 
     def cut(x):
-        return None if x is None else _rgb_tensor(x[y0:y1, x0:x1])
+        return None if x is None else rgb_tensor(x[y0:y1, x0:x1])
     return {"fixes": [cut(x) for x in arrays["fixes"]], "teacher": cut(arrays["teacher"]),
             "teacher_on": torch.tensor([float(arrays["teacher_on"])])}
 
@@ -375,7 +375,7 @@ class FusionPipeline:
             prompts = prompt if isinstance(prompt, (list, tuple)) else [prompt] * len(a)
             return [self(x, y, p, task, steps, sampler, shift, seed, output, refine, t0,
                          **tiling) for x, y, p in zip(a, b, prompts, strict=True)]
-        xa, xb = _as_array(a), _as_array(b)
+        xa, xb = as_array(a), as_array(b)
         if xa.shape[:2] != xb.shape[:2]:
             raise InputError(f"image sizes differ: {xa.shape[1]}x{xa.shape[0]} vs "
                              f"{xb.shape[1]}x{xb.shape[0]}")
@@ -384,13 +384,13 @@ class FusionPipeline:
 
             task = guess_task(xa, xb)[0]
         prompt = default_prompt(task) if prompt is None else prompt  # "" stays empty
-        ref = None if refine is None else _as_array(refine)
+        ref = None if refine is None else as_array(refine)
         cands = self._candidate_arrays(xa, xb, prompt, task)
 
         def source(box):  # the arrays become tensors one tile at a time
             y0, y1, x0, x1 = box
-            return (_rgb_tensor(xa[y0:y1, x0:x1]), _rgb_tensor(xb[y0:y1, x0:x1]),
-                    None if ref is None else _rgb_tensor(ref[y0:y1, x0:x1]),
+            return (rgb_tensor(xa[y0:y1, x0:x1]), rgb_tensor(xb[y0:y1, x0:x1]),
+                    None if ref is None else rgb_tensor(ref[y0:y1, x0:x1]),
                     None if cands is None else _cand_tensors(cands, box))
 
         tiling = {"tile": TILE, "overlap": OVERLAP, "tile_threshold": TILE_THRESHOLD,

@@ -230,7 +230,7 @@ class Evidence(nn.Module):
         names = set(self.names)
 
         def box(t, kh=7, kw=7):  # local mean over the pixels inside the image, two 1-D passes
-            return _run_mean(_run_mean(t, kw // 2, -1), kh // 2, -2)
+            return running_mean(running_mean(t, kw // 2, -1), kh // 2, -2)
 
         def shifts(t, dim):  # t's previous and next neighbours along dim (the edges repeated)
             n = t.shape[dim]
@@ -306,7 +306,7 @@ class Evidence(nn.Module):
         return grid_to_tokens(self.embed(y.to(self.embed.weight.dtype)))
 
 
-def _run_mean(t: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+def running_mean(t: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     """Mean over positions i - r .. i + r along ``dim`` (-1 or -2) inside the image, in O(1)
     per pixel whatever r (a float64 running sum: exact enough at any size)."""
     if r == 0:

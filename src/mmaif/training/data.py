@@ -17,7 +17,7 @@ from mmaif.model.dit import DiTConfig
 from mmaif.training.config import TrainConfig
 
 
-def _dataset(cfg: TrainConfig):
+def make_dataset(cfg: TrainConfig):
     from mmaif.synthesis.datasets import SynthDataset, SynthFolder, SynthFolders
     from mmaif.synthesis.synth import SynthConfig
 
@@ -131,7 +131,7 @@ def make_loader(dataset, cfg: TrainConfig, rank: int, world: int, epoch: int, po
         prefetch_factor=2 if w > 0 else None)
 
 
-def _collate(items: list[dict], device) -> dict:
+def collate(items: list[dict], device) -> dict:
     keys = [k for k in ("a", "b", "gt", "fa", "fb", "ts") if k in items[0]]
     out = {k: torch.stack([it[k] for it in items]).to(device) * 2 - 1 for k in keys}
     if "ts_on" in items[0]:

@@ -38,7 +38,7 @@ from mmaif.training.config import (
     build_model_config,
     lr_at,
 )
-from mmaif.training.data import _collate, _dataset, make_loader
+from mmaif.training.data import collate, make_dataset, make_loader
 
 
 # -------------------------------------------------------------------------- training
@@ -182,7 +182,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         raise UsageError(f"--batch {cfg.batch} must be a multiple of processes x accum "
                          f"({world} x {cfg.accum})")
     torch.manual_seed(cfg.seed)
-    dataset = _dataset(cfg)
+    dataset = make_dataset(cfg)
     if len(dataset) < cfg.batch:
         raise InputError(f"{len(dataset)} samples is fewer than one batch ({cfg.batch})")
     text = make_text_encoder(cfg.text, device)
@@ -244,7 +244,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             for m in range(cfg.accum):
                 keys, items = next(micro_batches)
                 micro = [i for _, i in keys]
-                batch = _collate(items, device)
+                batch = collate(items, device)
                 pooled = text.encode(batch["prompt"])[2].to(device)
                 sync = m == cfg.accum - 1 or world == 1
                 ctx = ddp.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
