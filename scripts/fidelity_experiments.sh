@@ -16,7 +16,7 @@ $MMAIF synth --src ../shared/fusion-samples --src ../shared/train-corpus --src d
     --max-side 512 --clean-prob 0.2 --workers 2 --progress none
 runs=()
 for arm in $ARMS; do
-    $MMAIF train --config "configs/exp/$arm.yaml" --progress lines
+    $MMAIF train --config "configs/exp/fidelity/$arm.yaml" --progress lines
     runs+=("runs/exp/$arm")
 done
 $PY benchmarks/fidelity_arms.py --default "${runs[@]}" --json runs/exp/arms.json

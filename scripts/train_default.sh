@@ -17,20 +17,20 @@ $MMAIF stacks --out data/stacks --variants 2 --seed 0
 # from scratch on 4000 samples of the train split + stacks
 $MMAIF synth --src ../shared/fusion-samples --src data/stacks --out data/train_synth \
     --n 4000 --seed 0 "${SYNTH[@]}"
-$MMAIF train --config configs/train_default_v1.yaml --progress lines
+$MMAIF train --config configs/recipes/default/1_scratch.yaml --progress lines
 
 # stage 2: + evidence maps and blend-weight distillation (zero-initialised: step 0 is stage 1),
 # + ../shared/train-corpus, 25 % prompt dropout; the first 1000 steps of a 2400-step schedule
 # (started from stage 1's export: the same weights)
 TRAIN=(--src ../shared/fusion-samples --src ../shared/train-corpus --src data/stacks)
 $MMAIF synth "${TRAIN[@]}" --out data/exp_synth --n 3000 --seed 0 "${SYNTH[@]}"
-$MMAIF train --config configs/train_warm.yaml --stop-after 1000 --progress lines
+$MMAIF train --config configs/recipes/default/2_maps.yaml --progress lines
 
 # stage 3: 10000 more samples (seeds 1, 2), 13000 in all; 30 % prompt dropout; stopped at
 # step 6500 of the 8000-step schedule
 $MMAIF synth "${TRAIN[@]}" --out data/synth_s1 --n 5000 --seed 1 "${SYNTH[@]}"
 $MMAIF synth "${TRAIN[@]}" --out data/synth_s2 --n 5000 --seed 2 "${SYNTH[@]}"
-$MMAIF train --config configs/train_default_s3.yaml --stop-after 6500 --progress lines
+$MMAIF train --config configs/recipes/default/3_more_data.yaml --progress lines
 # export the EMA weights + configs (the model card README.md in the folder is kept)
 $PY -c "from mmaif import FusionPipeline as P; \
 P.from_pretrained('runs/default').save_pretrained('src/mmaif/weights/default')"
@@ -38,7 +38,7 @@ P.from_pretrained('runs/default').save_pretrained('src/mmaif/weights/default')"
 # stage 4: stage 3's export warm-started with the fix and teacher gates (teacher only where
 # the prompt names a degradation), 6000 new samples (seed 3), 3200 steps
 $MMAIF synth "${TRAIN[@]}" --out data/synth_s3 --n 6000 --seed 3 "${SYNTH[@]}"
-$MMAIF train --config configs/train_default.yaml --progress lines
+$MMAIF train --config configs/recipes/default/4_gates.yaml --progress lines
 $PY -c "from mmaif import FusionPipeline as P; \
 P.from_pretrained('runs/gates').save_pretrained('src/mmaif/weights/default')"
 # the model card's numbers

@@ -28,8 +28,8 @@ def test_shipped_files_card_and_config(pipe):
     meta = json.loads((DEFAULT_MODEL / "config.json").read_text())
     assert meta["pipeline"] == {"tokenizer": "pixel", "text": "minilm"}
     assert pipe.objective == "reg" and not meta["model"]["flow"]
-    # the recipe of scripts/train_default.sh's last stage (configs/train_default.yaml)
-    recipe = read_yaml_mapping(REPO / "configs/train_default.yaml")
+    # the recipe of scripts/train_default.sh's last stage
+    recipe = read_yaml_mapping(REPO / "configs/recipes/default/4_gates.yaml")
     for key in ("seed", "init_from", "prompt_dropout", "distill_weight", "max_steps"):
         assert meta["training"][key] == recipe[key], key
     assert meta["training"]["data"] == recipe["data"] and meta["training"]["preset"] == "tiny"
