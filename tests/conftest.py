@@ -101,7 +101,7 @@ def weights(run, name="model.safetensors"):
     """The tensors of a run's latest checkpoint file."""
     from safetensors.torch import load_file
 
-    from mmaif.model.components import latest_checkpoint
+    from mmaif.model.storage import latest_checkpoint
 
     return load_file(str(latest_checkpoint(run) / name))
 

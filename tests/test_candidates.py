@@ -15,9 +15,10 @@ from mmaif.data.degrade.names import named_degradations, names_from_ops
 from mmaif.data.degrade.pipeline import compose_prompt, prompt_bank, sample_ops
 from mmaif.errors import InputError
 from mmaif.model.components import Components
-from mmaif.model.dit import DiTConfig, FusionDiT, save_model
+from mmaif.model.dit import DiTConfig, FusionDiT
 from mmaif.model.head import fullres_parts, gate_targets, head_distill, tone_targets
 from mmaif.model.objectives import Regression
+from mmaif.model.storage import save_model
 from mmaif.model.tokenizers import PixelTokenizer
 from mmaif.training.checkpoint import warm_start
 from mmaif.training.data import add_candidates

@@ -12,8 +12,9 @@ from scipy import ndimage
 from mmaif.classical.fusion import fuse_arrays
 from mmaif.errors import InputError, UsageError
 from mmaif.evaluation.metrics import psnr_gt
-from mmaif.model.dit import EVIDENCE_MAPS, DiTConfig, FusionDiT, save_model
+from mmaif.model.dit import EVIDENCE_MAPS, DiTConfig, FusionDiT
 from mmaif.model.head import blend_targets, distill_loss, fullres_output
+from mmaif.model.storage import save_model
 from mmaif.training.checkpoint import warm_start
 from mmaif.training.trainer import train
 

@@ -14,12 +14,11 @@ from mmaif.model.dit import (
     MoEGLU,
     apply_rope,
     load_config_file,
-    load_model,
     make_config,
     rope_2d,
-    save_model,
 )
 from mmaif.model.head import fullres_output
+from mmaif.model.storage import load_model, save_model
 
 from .conftest import Z, inputs, perturb, tiny
 

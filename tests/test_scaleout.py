@@ -19,9 +19,10 @@ import torch
 
 from mmaif.errors import UsageError
 from mmaif.inference.pipeline import FusionPipeline
-from mmaif.model.components import Components, latest_checkpoint
+from mmaif.model.components import Components
 from mmaif.model.dit import DiTConfig, FusionDiT
 from mmaif.model.objectives import Flow
+from mmaif.model.storage import latest_checkpoint
 from mmaif.training.config import TrainConfig, lr_at
 from mmaif.training.trainer import train
 

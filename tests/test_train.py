@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmaif.model.components import Components, latest_checkpoint
+from mmaif.model.components import Components
+from mmaif.model.storage import latest_checkpoint
 from mmaif.synthesis.datasets import SynthFolder
 from mmaif.training.trainer import train
 

@@ -13,7 +13,6 @@ tiles aligned to the tokenizer x patch grid, blended with linear ramps, so memor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,10 @@ import torch
 from mmaif.data.degrade.pipeline import TASK_PROMPTS, default_prompt
 from mmaif.data.images import atomic_write_bytes, read_image, to_gray, to_rgb, unit_pixels
 from mmaif.errors import InputError
-from mmaif.model.components import Components, load_run_weights
-from mmaif.model.dit import DiTConfig, FusionDiT
+from mmaif.model.components import Components
+from mmaif.model.dit import FusionDiT
 from mmaif.model.objectives import make_objective
+from mmaif.model.storage import load_weights
 from mmaif.model.tokenizers import crop_to, make_tokenizer, pad_to_multiple
 
 DEFAULT_MODEL = Path(__file__).parents[1] / "weights" / "default"
@@ -189,21 +189,14 @@ class FusionPipeline:
                                  f"({DEFAULT_MODEL}); reinstall mmaif or pass a model folder")
             path = DEFAULT_MODEL
         path = Path(path)
-        if not path.is_dir():
-            raise InputError(f"{path}: not a folder; give a saved pipeline or a run folder")
-        if (path / "model.safetensors").is_file() and (path / "config.json").is_file():
-            from mmaif.model.dit import load_model
-
-            model = load_model(path)  # checks config.json first, with one-line errors
-            meta = json.loads((path / "config.json").read_text())
-            spec, training = meta.get("pipeline", {}), meta.get("training")
+        w = load_weights(path)  # a saved pipeline, a run or a checkpoint; one-line errors
+        model, training = w.build(), w.meta.get("training")
+        if "checkpoint" in w.meta:  # a run: its training config names tokenizer and text
+            spec = {"tokenizer": training["tokenizer"], "text": training["text"]}
+        else:
+            spec = w.meta.get("pipeline", {})
             spec = {**spec, **{k: _inside(spec[k], path) for k in ("tokenizer", "text")
                                if k in spec}}
-        else:
-            mcfg, training, state = load_run_weights(path)
-            model = FusionDiT(DiTConfig.from_dict(mcfg))
-            model.load_state_dict(state)
-            spec = {"tokenizer": training["tokenizer"], "text": training["text"]}
         from mmaif.model.text import PROMPT_CACHE, load_prompt_cache
 
         cache = load_prompt_cache(path / PROMPT_CACHE) if (path / "model.safetensors").is_file() \
@@ -219,7 +212,7 @@ class FusionPipeline:
         one, e.g. a model card). Self-contained: a tokenizer or text encoder loaded from a
         folder is copied into ``tokenizer/`` / ``text_encoder/`` and the latent statistics go
         into config.json, so the folder can be moved or shared as it is."""
-        from mmaif.model.dit import save_model
+        from mmaif.model.storage import save_model
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

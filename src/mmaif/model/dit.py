@@ -12,7 +12,6 @@ every block is the identity (zero-initialised gates, NAF scales, per-block APE a
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -702,55 +701,3 @@ def load_config_file(path: str | Path) -> DiTConfig:
     data = read_yaml_mapping(path)
     model = dict(data.get("model", data))
     return make_config(model.pop("preset", "tiny"), **model)
-
-
-def save_model(model: FusionDiT, folder: str | Path, extra: dict | None = None) -> Path:
-    """``folder/config.json`` + ``folder/model.safetensors``, each written atomically."""
-    from safetensors.torch import save as st_save
-
-    from mmaif.data.images import atomic_write_bytes
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write_bytes(folder / "model.safetensors", st_save(state))
-    meta = {"model": model.cfg.to_dict(), **(extra or {})}
-    atomic_write_bytes(folder / "config.json", (json.dumps(meta, indent=1) + "\n").encode())
-    return folder
-
-
-def load_model(folder: str | Path, device: str | torch.device = "cpu") -> FusionDiT:
-    """Inverse of :func:`save_model`; a clear error for missing or damaged files."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise InputError(f"{folder}: missing {p.name}; not a saved mmaif model folder")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{cfg_path}: not valid JSON ({exc}); re-save the model folder "
-                         "(save_pretrained)") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
-        raise InputError(f"{cfg_path}: no 'model' settings; not a saved mmaif model folder")
-    try:
-        cfg = DiTConfig.from_dict(meta["model"])
-    except InputError as exc:
-        raise InputError(f"{cfg_path}: {exc}") from None
-    except TypeError as exc:
-        raise InputError(f"{cfg_path}: not a valid model config ({exc})") from None
-    model = FusionDiT(cfg)
-    try:
-        state = load_file(str(w_path), device=str(device))
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"{w_path}: not a readable safetensors file ({exc}); it is damaged, "
-                         "truncated or another format (only safetensors weights are loaded)") \
-            from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise InputError(f"{w_path}: weights do not match the config (missing {len(missing)}, "
-                         f"unexpected {len(unexpected)})")
-    return model.to(device)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from mmaif.errors import UsageError
 from mmaif.model import flow
-from mmaif.model.components import Components, _seeded
+from mmaif.model.components import Components, seeded_generator
 from mmaif.model.head import fullres_parts, head_distill, latent_output
 
 
@@ -129,7 +129,7 @@ class Flow(_Objective):
         """An image in [-1, 1]: the velocity integrated over ``steps`` from seeded noise (or
         from ``start`` noised to time ``t0``, SDEdit-style)."""
         cond = self.c.condition(a, b)
-        g = _seeded(seed, 0)
+        g = seeded_generator(seed, 0)
         eps = torch.randn(cond.shape[0], self.c.tok.z, *cond.shape[2:], generator=g).to(cond)
         z = eps if start is None else flow.refine_start(start, eps, t0)
 
@@ -144,7 +144,7 @@ class Flow(_Objective):
         sharding sees the same draws; the image is the one-step estimate of the clean sample."""
         a, b = batch["a"], batch["b"]
         z0 = self.c.tok.encode(batch["gt"])
-        gens = [_seeded(cfg.seed, step, i) for i in indices]
+        gens = [seeded_generator(cfg.seed, step, i) for i in indices]
         eps = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in gens]).to(z0)
         t = torch.cat([flow.sample_t(1, g, cfg.t_mean, cfg.t_std, cfg.t_shift)
                        for g in gens]).to(z0.device)

@@ -1,6 +1,6 @@
 """Run checkpoints, written atomically (``checkpoints/step_NNNNNNN/``: model, EMA and optimizer
 tensors in safetensors, ``state.json`` with configs, step, data position, RNG state and file
-checksums; read by :func:`mmaif.model.components.read_checkpoint`), and warm starts."""
+checksums; read by :func:`mmaif.model.storage.read_checkpoint`), and warm starts."""
 
 from __future__ import annotations
 
@@ -14,12 +14,8 @@ import numpy as np
 import torch
 
 from mmaif.errors import InputError
-from mmaif.model.components import (
-    CKPT_FILES,
-    load_run_weights,
-    sha256_file,
-)
-from mmaif.model.dit import DiTConfig, FusionDiT
+from mmaif.model.dit import FusionDiT
+from mmaif.model.storage import CKPT_FILES, load_weights, sha256_file
 from mmaif.training.config import TrainConfig
 
 
@@ -29,18 +25,12 @@ def warm_start(model: FusionDiT, path: str | Path) -> int:
     evidence path; gate and tone channels of the head and evidence of the candidates, padded
     by :meth:`FusionDiT.adapt_state`), so the warm-started model computes what the source
     computed. Returns the number of tensors loaded."""
-    from safetensors.torch import load_file
-
     p = Path(path)
-    if (p / "model.safetensors").is_file():
-        state = load_file(str(p / "model.safetensors"))
-        try:
-            source = json.loads((p / "config.json").read_text())["model"]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError):
-            source = None
-    else:
-        source, _, state = load_run_weights(p)
-    state = model.adapt_state(state, DiTConfig.from_dict(source) if source else None)
+    try:
+        w = load_weights(p)
+    except InputError as exc:
+        raise InputError(f"init_from {exc}") from None
+    state = model.adapt_state(w.state, w.config)
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("evidence.")]
     extra = [k for k in state if k not in own]
@@ -67,7 +57,7 @@ def _optim_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
     return tensors, meta
 
 
-def _optim_load(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
     state: dict = {}
     for name, v in tensors.items():
         pid, k = name.split(".", 1)

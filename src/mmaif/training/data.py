@@ -10,9 +10,7 @@ import numpy as np
 import torch
 
 from mmaif.errors import InputError
-from mmaif.model.components import (
-    _seeded,
-)
+from mmaif.model.components import seeded_generator
 from mmaif.model.dit import DiTConfig
 from mmaif.training.config import TrainConfig
 
@@ -104,7 +102,7 @@ class _MicroBatches(torch.utils.data.Sampler):
         cfg, epoch, pos = self.cfg, self.epoch, self.pos
         per_micro = cfg.batch // (self.world * cfg.accum)
         while True:
-            perm = torch.randperm(self.n, generator=_seeded(cfg.seed, epoch))
+            perm = torch.randperm(self.n, generator=seeded_generator(cfg.seed, epoch))
             for p in range(pos, self.n // cfg.batch):
                 mine = perm[p * cfg.batch:(p + 1) * cfg.batch][self.rank::self.world].tolist()
                 for m in range(cfg.accum):
@@ -152,6 +150,6 @@ def drop_prompts(items: list[dict], indices: list[int], cfg: TrainConfig, epoch:
     for it, i in zip(items, indices, strict=True):
         if it.get("ops", "[]") == "[]":
             continue
-        u = torch.rand(2, generator=_seeded(cfg.seed, epoch, i, 7)).tolist()
+        u = torch.rand(2, generator=seeded_generator(cfg.seed, epoch, i, 7)).tolist()
         if u[0] < cfg.prompt_dropout:
             it["prompt"] = default_prompt(it.get("task")) if u[1] < 0.5 else ""

@@ -25,14 +25,11 @@ from pathlib import Path
 import torch
 
 from mmaif.errors import InputError, UsageError
-from mmaif.model.components import (
-    Components,
-    latest_checkpoint,
-    read_checkpoint,
-)
+from mmaif.model.components import Components
 from mmaif.model.dit import DiTConfig, FusionDiT
 from mmaif.model.objectives import make_objective
-from mmaif.training.checkpoint import _optim_load, save_checkpoint, warm_start
+from mmaif.model.storage import latest_checkpoint, read_checkpoint
+from mmaif.training.checkpoint import load_optimizer, save_checkpoint, warm_start
 from mmaif.training.config import (
     TrainConfig,
     build_model_config,
@@ -209,7 +206,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             raise InputError(f"{ck}: its model config differs from the one rebuilt now")
         model.load_state_dict(tensors["model.safetensors"])
         ema.load_state_dict(tensors["ema.safetensors"])
-        _optim_load(opt, tensors["optim.safetensors"], state["optimizer"])
+        load_optimizer(opt, tensors["optim.safetensors"], state["optimizer"])
         torch.set_rng_state(tensors["rng.safetensors"]["torch_cpu"])
         step, epoch, pos = state["step"], state["position"]["epoch"], state["position"]["batch"]
     if rank == 0:
