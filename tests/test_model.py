@@ -139,6 +139,21 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(model(cond, text)[0], again(cond, text)[0])
 
 
+def test_bf16_storage_loads_as_float32(tmp_path):
+    """Weights stored in bf16 take half the bytes and load as float32, rounded to bf16."""
+    model = perturb(FusionDiT(tiny()))
+    save_model(model, tmp_path / "fp32")
+    save_model(model, tmp_path / "bf16", dtype=torch.bfloat16)
+    size = {k: (tmp_path / k / "model.safetensors").stat().st_size for k in ("fp32", "bf16")}
+    assert size["bf16"] < 0.55 * size["fp32"]
+    again = load_model(tmp_path / "bf16")
+    for k, v in model.state_dict().items():
+        got = again.state_dict()[k]
+        assert got.dtype == v.dtype, k
+        if v.is_floating_point():
+            assert torch.equal(got, v.to(torch.bfloat16).float()), k
+
+
 def test_damaged_checkpoints_are_reported(tmp_path):
     save_model(FusionDiT(tiny()), tmp_path / "m")
     w = tmp_path / "m/model.safetensors"

@@ -124,6 +124,19 @@ def test_train_contract_defaults_and_config(cli, four, tmp_path):
     assert code == 0, err
     ck = latest_checkpoint(tmp_path / "d")
     assert ck.name == "step_0000002" and (tmp_path / "d/log.jsonl").exists()
+    # one loader for a run, one of its checkpoints and a saved folder: the same EMA weights
+    from mmaif.inference.pipeline import FusionPipeline
+    from mmaif.model.storage import load_weights
+
+    run, one = load_weights(tmp_path / "d"), load_weights(ck)
+    FusionPipeline.from_pretrained(tmp_path / "d").save_pretrained(tmp_path / "saved")
+    saved = load_weights(tmp_path / "saved")
+    assert run.meta["training"]["crop"] == 32 and saved.meta["training"]["crop"] == 32
+    assert run.model == one.model == saved.model
+    for k, v in run.state.items():
+        assert torch.equal(v, one.state[k]) and torch.equal(v, saved.state[k]), k
+    assert not all(torch.equal(v, load_weights(ck, use_ema=False).state[k])
+                   for k, v in run.state.items())
     code, _, err = cli("train", "--out", tmp_path / "x", "--max-steps", 1)
     assert code == 2 and "--data" in err
     (tmp_path / "bad.yaml").write_text("lr: 0.1\nwarp: 3\n")

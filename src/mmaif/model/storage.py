@@ -107,7 +107,7 @@ def load_weights(path: str | Path, use_ema: bool = True) -> Weights:
         raise InputError(f"{p}: not a folder; give a saved model folder, a run folder or a "
                          "checkpoint folder")
     cfg_path, w_path = p / "config.json", p / "model.safetensors"
-    if w_path.is_file() or cfg_path.is_file():
+    if (w_path.is_file() or cfg_path.is_file()) and not (p / "state.json").is_file():
         for q in (cfg_path, w_path):
             if not q.is_file():
                 raise InputError(f"{p}: missing {q.name}; not a saved mmaif model folder")
