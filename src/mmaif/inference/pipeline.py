@@ -206,12 +206,14 @@ class FusionPipeline:
         pipe.training = training
         return pipe
 
-    def save_pretrained(self, folder: str | Path) -> Path:
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
         """config.json + model.safetensors + prompt_embeddings.safetensors (the task prompts
         and the empty prompt, encoded) (+ a short README.md unless the folder already holds
         one, e.g. a model card). Self-contained: a tokenizer or text encoder loaded from a
         folder is copied into ``tokenizer/`` / ``text_encoder/`` and the latent statistics go
-        into config.json, so the folder can be moved or shared as it is."""
+        into config.json, so the folder can be moved or shared as it is. ``dtype``
+        (e.g. ``torch.bfloat16``) stores the weights at that precision; they load as
+        float32."""
         from mmaif.model.storage import save_model
 
         folder = Path(folder)
@@ -225,7 +227,7 @@ class FusionPipeline:
         extra = {"pipeline": spec}
         if self.training:
             extra["training"] = self.training
-        save_model(self.model, folder, extra=extra)
+        save_model(self.model, folder, extra=extra, dtype=dtype)
         from mmaif.model.text import PROMPT_CACHE, save_prompt_cache
 
         # the prompts used without --prompt, encoded: fusing with them needs no text encoder

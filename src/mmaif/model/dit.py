@@ -203,6 +203,67 @@ EVIDENCE_MAPS = ("laplacian", "contrast", "exposure", "saturation",
                  "noise", "dark", "stripes", "blockiness", "mean")
 
 
+def evidence_maps(x: torch.Tensor, names=EVIDENCE_MAPS) -> torch.Tensor:
+    """The classical evidence maps ``names`` (of :data:`EVIDENCE_MAPS`) of images ``x``
+    (B, 3, H, W) in [-1, 1], at full resolution: (B, len(names), H, W)."""
+    x = (x.float() + 1) / 2
+    gray = (x * x.new_tensor(RGB2GRAY).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    wanted = set(names)
+
+    def box(t, kh=7, kw=7):  # local mean over the pixels inside the image, two 1-D passes
+        return running_mean(running_mean(t, kw // 2, -1), kh // 2, -2)
+
+    def shifts(t, dim):  # t's previous and next neighbours along dim (the edges repeated)
+        n = t.shape[dim]
+        return (torch.cat([t.narrow(dim, 0, 1), t.narrow(dim, 0, n - 1)], dim=dim),
+                torch.cat([t.narrow(dim, 1, n - 1), t.narrow(dim, n - 1, 1)], dim=dim))
+
+    maps = {}
+    mean = box(gray) if wanted & {"contrast", "mean"} else None
+    if wanted & {"laplacian", "noise"}:
+        (up, down), (left, right) = shifts(gray, -2), shifts(gray, -1)
+    if "laplacian" in wanted:  # GFF's saliency: smoothed |Laplacian| (log-compressed)
+        lap = up + down + left + right - 4 * gray
+        maps["laplacian"] = torch.log1p(10 * box(lap.abs()))
+    if "contrast" in wanted:   # local standard deviation
+        maps["contrast"] = 4 * (box(gray ** 2) - mean ** 2).clamp_min(0).sqrt()
+    if "exposure" in wanted:   # Mertens' well-exposedness, sigma 0.2
+        maps["exposure"] = torch.exp(-((gray - 0.5) ** 2) / (2 * 0.2 ** 2))
+    if "saturation" in wanted:  # Mertens' saturation: std over the colour channels
+        maps["saturation"] = 4 * (x - x.mean(1, keepdim=True)).square().mean(
+            1, keepdim=True).sqrt()
+    if "noise" in wanted:  # Immerkaer's estimator: [1 -2 1] (x) [1 -2 1], blind to ramps
+        h = left + right - 2 * gray
+        hu, hd = shifts(h, -2)
+        r = hu + hd - 2 * h
+        maps["noise"] = torch.log1p(20 * box(r.abs()) * (math.sqrt(math.pi / 2) / 6))
+    if "dark" in wanted:  # He et al.'s dark channel: high where haze lifts the minimum
+        dark = -F.pad(x.amin(dim=1, keepdim=True), (3, 3, 3, 3), mode="replicate")
+        maps["dark"] = -F.max_pool2d(F.max_pool2d(dark, (1, 7), 1), (7, 1), 1)
+    if "stripes" in wanted:  # column offsets survive a tall vertical mean, texture not
+        dx = gray[..., 1:] - gray[..., :-1]
+        maps["stripes"] = 8 * box(torch.cat([dx, dx[..., -1:]], dim=-1), 63, 1).abs()
+    if "blockiness" in wanted:
+        # 8 x 8 block edges: a step above its neighbours' mean, coherent along the edge and
+        # repeating every 8 pixels across it (noise and texture average out), relative to
+        # the local gradient
+        jump = 0
+        for dim in (-1, -2):
+            g = (gray - shifts(gray, dim)[1]).abs()
+            prev, nxt = shifts(g, dim)
+            along, across = ((15, 1), (1, 15)) if dim == -1 else ((1, 15), (15, 1))
+            step = box(g - (prev + nxt) / 2, *along)
+            padded = F.pad(step, (16, 16, 0, 0) if dim == -1 else (0, 0, 16, 16),
+                           mode="replicate")
+            n = step.shape[dim]
+            periodic = sum(padded.narrow(dim, 8 * k, n) for k in range(5)) / 5
+            jump = jump + (periodic - box(step, *across)).clamp_min(0) / (box(g) + 0.01)
+        maps["blockiness"] = 4 * jump
+    if "mean" in wanted:   # local brightness
+        maps["mean"] = mean
+    return torch.cat([maps[n] for n in names], dim=1)
+
+
 class Evidence(nn.Module):
     """Local evidence per input at full resolution, space-to-depth'd onto the token grid and
     embedded, added to the token embedding (the role of the paper's NAFNet conv before the
@@ -220,66 +281,9 @@ class Evidence(nn.Module):
         self.n_images = cfg.n_images
         k = cfg.evidence_maps * cfg.n_images * cfg.evidence_f ** 2
         self.embed = nn.Conv2d(k, cfg.dim, cfg.patch, stride=cfg.patch)
-        self.register_buffer("luma", torch.tensor(RGB2GRAY, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
 
     def classical(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, k, H, W)
-        x = (x.float() + 1) / 2
-        gray = (x * self.luma).sum(1, keepdim=True)
-        names = set(self.names)
-
-        def box(t, kh=7, kw=7):  # local mean over the pixels inside the image, two 1-D passes
-            return running_mean(running_mean(t, kw // 2, -1), kh // 2, -2)
-
-        def shifts(t, dim):  # t's previous and next neighbours along dim (the edges repeated)
-            n = t.shape[dim]
-            return (torch.cat([t.narrow(dim, 0, 1), t.narrow(dim, 0, n - 1)], dim=dim),
-                    torch.cat([t.narrow(dim, 1, n - 1), t.narrow(dim, n - 1, 1)], dim=dim))
-
-        maps = {}
-        mean = box(gray) if names & {"contrast", "mean"} else None
-        if names & {"laplacian", "noise"}:
-            (up, down), (left, right) = shifts(gray, -2), shifts(gray, -1)
-        if "laplacian" in names:  # GFF's saliency: smoothed |Laplacian| (log-compressed)
-            lap = up + down + left + right - 4 * gray
-            maps["laplacian"] = torch.log1p(10 * box(lap.abs()))
-        if "contrast" in names:   # local standard deviation
-            maps["contrast"] = 4 * (box(gray ** 2) - mean ** 2).clamp_min(0).sqrt()
-        if "exposure" in names:   # Mertens' well-exposedness, sigma 0.2
-            maps["exposure"] = torch.exp(-((gray - 0.5) ** 2) / (2 * 0.2 ** 2))
-        if "saturation" in names:  # Mertens' saturation: std over the colour channels
-            maps["saturation"] = 4 * (x - x.mean(1, keepdim=True)).square().mean(
-                1, keepdim=True).sqrt()
-        if "noise" in names:  # Immerkaer's estimator: [1 -2 1] (x) [1 -2 1], blind to ramps
-            h = left + right - 2 * gray
-            hu, hd = shifts(h, -2)
-            r = hu + hd - 2 * h
-            maps["noise"] = torch.log1p(20 * box(r.abs()) * (math.sqrt(math.pi / 2) / 6))
-        if "dark" in names:  # He et al.'s dark channel: high where haze lifts the minimum
-            dark = -F.pad(x.amin(dim=1, keepdim=True), (3, 3, 3, 3), mode="replicate")
-            maps["dark"] = -F.max_pool2d(F.max_pool2d(dark, (1, 7), 1), (7, 1), 1)
-        if "stripes" in names:  # column offsets survive a tall vertical mean, texture not
-            dx = gray[..., 1:] - gray[..., :-1]
-            maps["stripes"] = 8 * box(torch.cat([dx, dx[..., -1:]], dim=-1), 63, 1).abs()
-        if "blockiness" in names:
-            # 8 x 8 block edges: a step above its neighbours' mean, coherent along the edge and
-            # repeating every 8 pixels across it (noise and texture average out), relative to
-            # the local gradient
-            jump = 0
-            for dim in (-1, -2):
-                g = (gray - shifts(gray, dim)[1]).abs()
-                prev, nxt = shifts(g, dim)
-                along, across = ((15, 1), (1, 15)) if dim == -1 else ((1, 15), (15, 1))
-                step = box(g - (prev + nxt) / 2, *along)
-                padded = F.pad(step, (16, 16, 0, 0) if dim == -1 else (0, 0, 16, 16),
-                               mode="replicate")
-                n = step.shape[dim]
-                periodic = sum(padded.narrow(dim, 8 * k, n) for k in range(5)) / 5
-                jump = jump + (periodic - box(step, *across)).clamp_min(0) / (box(g) + 0.01)
-            maps["blockiness"] = 4 * jump
-        if "mean" in names:   # local brightness
-            maps["mean"] = mean
-        return torch.cat([maps[n] for n in self.names], dim=1)
+        return evidence_maps(x, self.names)
 
     def forward(self, images: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
         if len(images) != self.n_images:
