@@ -62,6 +62,21 @@ def add_parsers(sub) -> None:
                    "readable pair, list the failures in OUT/failed.txt and exit with 3)")
     f.set_defaults(func=cmd_fuse)
 
+    d = sub.add_parser("detect", help="tell what is wrong with each input of a pair (or of "
+                       "every pair of a dataset folder), and the prompt that would fix it")
+    d.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="two image files (a then b), or one dataset root folder")
+    d.add_argument("--task", choices=TASKS, help="task (default: guessed as `mmaif fuse` does)")
+    d.add_argument("--json", action="store_true", help="one JSON object per pair on stdout")
+    d.add_argument("--model", help="the detector: a saved pipeline folder with a detector/ "
+                   "folder, a detector folder or a `mmaif train-detector` run (default: the "
+                   "one shipped with mmaif)")
+    d.add_argument("--resize", action="store_true",
+                   help="resize b to a's size when the sizes differ (default: refuse)")
+    d.add_argument("--max-pixels", type=int, default=max_px,
+                   help=f"refuse larger images (default here: {max_px / 1e6:.0f} M)")
+    d.set_defaults(func=cmd_detect)
+
     m = sub.add_parser("metrics", help="fusion quality metrics (VIFB conventions)")
     m.add_argument("--a", help="source a (VIF: infrared)")
     m.add_argument("--b", help="source b (VIF: visible)")
@@ -273,4 +288,47 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     else:
         for k, v in vals.items():
             print(f"{k:8s} {v:.6g}")
+    return 0
+
+
+def _detection_text(task: str, found: dict, prompt: str) -> str:
+    from mmaif.data.pairs import ROLE_NAMES
+
+    lines = []
+    for role in ("a", "b"):
+        items = ", ".join(f"{d.type} ({d.severity}, p {d.p:.2f})" for d in found[role])
+        lines.append(f"{role} ({ROLE_NAMES[task][role]}): {items or 'nothing found'}")
+    return "\n".join([*lines, f"prompt: {prompt}"])
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from mmaif.data.images import read_pair
+    from mmaif.data.pairs import discover_pairs, guess_task
+    from mmaif.model.detector import detections_prompt, load_detector
+
+    if args.max_pixels < 1:
+        raise UsageError(f"--max-pixels {args.max_pixels}: must be 1 or more")
+    if len(args.inputs) == 2:
+        jobs = [(None, *args.inputs, args.task)]
+    elif len(args.inputs) == 1 and Path(args.inputs[0]).is_dir():
+        _, pairs = discover_pairs(args.inputs[0], args.task)
+        jobs = [(p.name, p.a, p.b, p.task or args.task) for p in pairs]
+    else:
+        raise UsageError("give two image files (a b) or one dataset folder")
+    if args.model is None:
+        from mmaif.inference.pipeline import DEFAULT_MODEL
+
+        args.model = DEFAULT_MODEL
+    detector = load_detector(args.model)
+    for name, path_a, path_b, task in jobs:
+        a, b = read_pair(path_a, path_b, resize=args.resize, max_pixels=args.max_pixels)
+        task = task or guess_task(a.data, b.data, path_a, path_b)[0]
+        found = detector.detect(a.data, b.data, task)
+        prompt = detections_prompt(task, found)
+        if args.json:
+            out = {"task": task, **{r: [d.to_dict() for d in found[r]] for r in ("a", "b")},
+                   "prompt": prompt}
+            print(json.dumps({"pair": name, **out} if name else out))
+        else:
+            print((f"{name} [{task}]\n" if name else "") + _detection_text(task, found, prompt))
     return 0

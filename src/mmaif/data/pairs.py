@@ -32,6 +32,10 @@ from mmaif.data.images import list_images
 from mmaif.errors import InputError
 
 TASKS = ("vif", "mef", "mff")
+# what inputs a and b are in each task, in words
+ROLE_NAMES = {"vif": {"a": "infrared", "b": "visible"},
+              "mef": {"a": "under-exposed", "b": "over-exposed"},
+              "mff": {"a": "near focus", "b": "far focus"}}
 
 # (a folder names, b folder names, task, layout label)
 DIR_LAYOUTS: list[tuple[tuple[str, ...], tuple[str, ...], str | None, str]] = [

@@ -81,14 +81,15 @@ def apply_ops(a: np.ndarray, b: np.ndarray, records: list[dict],
     return imgs["a"], imgs["b"]
 
 
-def compose_prompt(task: str, records: list[dict], rng: np.random.Generator) -> str:
+def compose_prompt(task: str, records: list[dict], rng: np.random.Generator | None) -> str:
     """One natural sentence: a clause per degradation, then the task's fusion clause, e.g.
     "Clear the haze from the visible image, suppress the stripes in the infrared image, and
-    fuse them." Clean samples get a task-only instruction."""
+    fuse them." Clean samples get a task-only instruction. Phrasings are drawn with ``rng``;
+    without one, each is the bank's first (the same sentence every time)."""
     bank = prompt_bank()
 
     def pick(options: list[str]) -> str:
-        return options[int(rng.integers(len(options)))]
+        return options[int(rng.integers(len(options))) if rng is not None else 0]
 
     if not records:
         return pick(bank["clean"][task])
