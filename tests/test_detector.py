@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from mmaif.errors import InputError
 from mmaif.model.detector import (
     TYPES,
     Detection,
@@ -161,3 +162,43 @@ def test_detect_cli_json_and_errors(cli, tmp_path):
 def test_detector_config_round_trip():
     cfg = DetectorConfig(hidden=16)
     assert DetectorConfig.from_dict(json.loads(json.dumps(cfg.__dict__))) == cfg
+
+
+def test_pipeline_prompt_auto_uses_the_detector_and_keeps_it(cli, tmp_path):
+    from mmaif.inference.pipeline import FusionPipeline
+    from mmaif.model.dit import FusionDiT, make_config
+
+    from .conftest import perturb
+
+    data = _toy(tmp_path / "d", n=6)
+    train_detector(DetectorTrainConfig(data=[str(data)], out=str(tmp_path / "run"), epochs=2,
+                                       batch=8), progress="none")
+    torch.manual_seed(0)
+    model = perturb(FusionDiT(make_config("tiny", dim=32, depth=1, heads=2, adaln_rank=8)))
+    pipe = FusionPipeline(model)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((24, 40, 3), np.float32), rng.random((24, 40, 3), np.float32)
+    with pytest.raises(InputError, match="no degradation detector"):
+        pipe(a, b, prompt="auto", task="mff")
+    pipe.detector = load_detector(tmp_path / "run")
+    task, found, prompt = pipe.detect(a, b, "mff")
+    assert task == "mff" and set(found) == {"a", "b"} and prompt
+    auto = pipe(a, b, prompt="auto", task="mff", output="numpy")
+    assert np.array_equal(auto, pipe(a, b, prompt=prompt, task="mff", output="numpy"))
+    pipe.save_pretrained(tmp_path / "p")
+    again = FusionPipeline.from_pretrained(tmp_path / "p")
+    assert again.detector is not None
+    for k, v in pipe.detector.state_dict().items():
+        assert torch.equal(v, again.detector.state_dict()[k]), k
+    save(tmp_path / "x/a.png", a)
+    save(tmp_path / "x/b.png", b)
+    code, _, err = cli("fuse", tmp_path / "x/a.png", tmp_path / "x/b.png", "--task", "mff",
+                       "--model", tmp_path / "p", "--prompt", "auto", "-o", tmp_path / "f.png")
+    assert code == 0 and "prompt: " in err and "detected a: " in err, err
+    (tmp_path / "p2").mkdir()
+    pipe.detector = None
+    pipe.save_pretrained(tmp_path / "p2")
+    code, _, err = cli("fuse", tmp_path / "x/a.png", tmp_path / "x/b.png", "--task", "mff",
+                       "--model", tmp_path / "p2", "--prompt", "auto", "-o", tmp_path / "g.png")
+    assert code == 2 and "no degradation detector" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "g.png").exists()

@@ -247,13 +247,3 @@ def test_prompt_dropout_replaces_only_degraded_prompts_deterministically():
     assert other != items  # a new draw each epoch
     with pytest.raises(UsageError, match="prompt_dropout"):
         TrainConfig(data="x", prompt_dropout=1.5).check()
-
-
-@pytest.mark.parametrize("r", [1, 3, 18])
-def test_running_mean_equals_pooling_inside_the_image(r):
-    from mmaif.model.dit import running_mean
-
-    t = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(r))
-    for dim, k, pad in ((-1, (1, 2 * r + 1), (0, r)), (-2, (2 * r + 1, 1), (r, 0))):
-        ref = torch.nn.functional.avg_pool2d(t, k, 1, pad, count_include_pad=False)
-        assert (running_mean(t, r, dim) - ref).abs().max() < 1e-6

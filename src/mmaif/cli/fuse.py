@@ -42,7 +42,9 @@ def add_parsers(sub) -> None:
                    f"{BYTES_PER_PIXEL} bytes per pixel, at most 200 M)")
     f.add_argument("--model", help="trained model: a saved pipeline folder or a training run "
                    "folder (its latest checkpoint); default: the model shipped with mmaif")
-    f.add_argument("--prompt", help="instruction for the model (default: a task prompt)")
+    f.add_argument("--prompt", help="instruction for the model (default: a task prompt); "
+                   "'auto': the sentence the degradations the model's detector finds call for "
+                   "(printed with them on stderr)")
     f.add_argument("--steps", type=int, help="flow sampler steps (default: 8)")
     f.add_argument("--sampler", choices=("euler", "heun"), help="flow sampler (default: euler)")
     f.add_argument("--shift", type=float, help="flow timestep shift (default: 1)")
@@ -142,6 +144,10 @@ def _fuser(args: argparse.Namespace):
     from mmaif.inference.pipeline import FusionPipeline, default_prompt
 
     pipe = FusionPipeline.from_pretrained(args.model)
+    if args.prompt == "auto" and pipe.detector is None:
+        raise InputError(f"--prompt auto: {args.model or 'the default model'} has no "
+                         "degradation detector (detector/ folder); give a prompt, or train one "
+                         "with `mmaif train-detector`")
     if args.compile:
         pipe.compile()
     if flow_flags and pipe.objective != "flow":
@@ -153,8 +159,15 @@ def _fuser(args: argparse.Namespace):
 
     def model(a, b, task, how=""):
         prompt = default_prompt(task) if args.prompt is None else args.prompt
-        say(task, f"prompt: {prompt!r}" + (" (the task's default; give --prompt to name the "
-                                            "degradations)" if args.prompt is None else ""), how)
+        note = " (the task's default; give --prompt to name the degradations)" \
+            if args.prompt is None else ""
+        if args.prompt == "auto":
+            _, found, prompt = pipe.detect(a, b, task)
+            seen = "; ".join(f"{r}: " + (", ".join(f"{d.type} ({d.severity}, p {d.p:.2f})"
+                                                    for d in found[r]) or "nothing")
+                             for r in ("a", "b"))
+            note = f" (detected {seen})"
+        say(task, f"prompt: {prompt!r}{note}", how)
         return pipe(a, b, prompt=prompt, task=task, output="numpy", tile=args.tile,
                     overlap=args.overlap,
                     progress=args.progress != "none", **opts)

@@ -132,6 +132,8 @@ def _inside(spec: str, folder: Path) -> str:
     return f"{kind}:{folder / src}"
 
 
+AUTO = "auto"  # the prompt that asks the detector what to fix
+
 class FusionPipeline:
     """Tokenizer + text encoder + model. ``objective`` is the model's own (``cfg.flow``): the
     argument, kept for old call sites, must agree with it."""
@@ -148,6 +150,8 @@ class FusionPipeline:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.spec = {"tokenizer": tokenizer, "text": text}
         self.training: dict | None = None  # the training config, kept by save_pretrained
+        # what is wrong with each input (prompt="auto"); from the folder's detector/ if any
+        self.detector = None
         tok = make_tokenizer(tokenizer, self.device)
         if latent_stats:  # saved with the pipeline: independent of the tokenizer folder
             tok.set_stats(torch.tensor(latent_stats["mean"]), torch.tensor(latent_stats["std"]))
@@ -204,6 +208,10 @@ class FusionPipeline:
         pipe = cls(model, spec.get("tokenizer", "pixel"), spec.get("text", "minilm"),
                    spec.get("objective"), device, spec.get("latent_stats"), cache)
         pipe.training = training
+        if (path / "detector").is_dir():
+            from mmaif.model.detector import load_detector
+
+            pipe.detector = load_detector(path / "detector")
         return pipe
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
@@ -228,6 +236,10 @@ class FusionPipeline:
         if self.training:
             extra["training"] = self.training
         save_model(self.model, folder, extra=extra, dtype=dtype)
+        if self.detector is not None:
+            from mmaif.model.detector import save_detector
+
+            save_detector(self.detector, folder / "detector")
         from mmaif.model.text import PROMPT_CACHE, save_prompt_cache
 
         # the prompts used without --prompt, encoded: fusing with them needs no text encoder
@@ -356,12 +368,33 @@ class FusionPipeline:
                     bar.update(1)
         return out.div_(sum_y[:, None] * sum_x[None, :])
 
+    def detect(self, a, b, task: str | None = None) -> tuple[str, dict, str]:
+        """(task, the degradations found per input ("a", "b": lists of
+        :class:`~mmaif.model.detector.Detection`), the prompt they call for): what
+        ``prompt="auto"`` fuses with. Needs a detector (a ``detector/`` folder beside the
+        weights, or ``pipe.detector = load_detector(RUN)``)."""
+        if self.detector is None:
+            raise InputError("this model has no degradation detector (no detector/ folder); "
+                             "give a prompt, or train one with `mmaif train-detector` and set "
+                             "pipe.detector = mmaif.model.detector.load_detector(RUN)")
+        from mmaif.model.detector import detections_prompt
+
+        xa, xb = as_array(a), as_array(b)
+        if task is None:
+            from mmaif.data.pairs import guess_task
+
+            task = guess_task(xa, xb)[0]
+        found = self.detector.detect(xa, xb, task)
+        return task, found, detections_prompt(task, found)
+
     def __call__(self, a, b, prompt: str | None = None, task: str | None = None,
                  steps: int = 8, sampler: str = "euler", shift: float = 1.0, seed: int = 0,
                  output: str = "pil", refine=None, t0: float = 0.5, **tiling):
         """Fuse ``a`` and ``b`` (roles as in the CLI). Returns a PIL image (``output='pil'``) or
         a float array in [0, 1] (``output='numpy'``) of the inputs' size. Lists of inputs (and
-        prompts) give lists of outputs. ``task=None`` guesses it from the pixels
+        prompts) give lists of outputs. ``prompt="auto"`` fuses with the prompt the
+        degradations the detector finds call for (:meth:`detect`). ``task=None`` guesses it
+        from the pixels
         (:func:`mmaif.data.pairs.guess_task`); it picks the default prompt, the words that
         name the inputs in a prompt and, for a model with a teacher gate, the teacher. For flow
         models, ``refine`` (an image, e.g. a regression model's output) starts the flow from
@@ -378,6 +411,8 @@ class FusionPipeline:
             from mmaif.data.pairs import guess_task
 
             task = guess_task(xa, xb)[0]
+        if prompt == AUTO:  # what the detector finds, in words
+            prompt = self.detect(xa, xb, task)[2]
         prompt = default_prompt(task) if prompt is None else prompt  # "" stays empty
         ref = None if refine is None else as_array(refine)
         cands = self._candidate_arrays(xa, xb, prompt, task)

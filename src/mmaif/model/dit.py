@@ -211,7 +211,8 @@ def evidence_maps(x: torch.Tensor, names=EVIDENCE_MAPS) -> torch.Tensor:
     wanted = set(names)
 
     def box(t, kh=7, kw=7):  # local mean over the pixels inside the image, two 1-D passes
-        return running_mean(running_mean(t, kw // 2, -1), kh // 2, -2)
+        t = F.avg_pool2d(t, (1, kw), 1, (0, kw // 2), count_include_pad=False)
+        return F.avg_pool2d(t, (kh, 1), 1, (kh // 2, 0), count_include_pad=False)
 
     def shifts(t, dim):  # t's previous and next neighbours along dim (the edges repeated)
         n = t.shape[dim]
@@ -307,24 +308,6 @@ class Evidence(nn.Module):
                 feats.append(self.stem(x))
         y = F.pixel_unshuffle(torch.cat(feats, dim=1), self.f)
         return grid_to_tokens(self.embed(y.to(self.embed.weight.dtype)))
-
-
-def running_mean(t: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    """Mean over positions i - r .. i + r along ``dim`` (-1 or -2) inside the image, in O(1)
-    per pixel whatever r (a float64 running sum: exact enough at any size)."""
-    if r == 0:
-        return t
-    n = t.shape[dim]
-    c = t.double().cumsum(dim)
-    last = c.narrow(dim, n - 1, 1)
-    shape = list(c.shape)
-    shape[dim] = r + 1
-    c = torch.cat([c.new_zeros(shape), c, last.expand(*shape[:dim], r, *shape[dim + 1:])
-                   if dim == -2 else last.expand(*shape[:-1], r)], dim=dim)
-    i = torch.arange(n, device=t.device)
-    count = ((i + r + 1).clamp(max=n) - (i - r).clamp(min=0)).double()
-    count = count.view(-1, *[1] * (-dim - 1))
-    return ((c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)) / count).to(t.dtype)
 
 
 # ---------------------------------------------------------------------------- NAFBlock
