@@ -19,9 +19,11 @@ from mmaif.model.detector import (
     detections_records,
     feature_count,
     image_features,
+    labels,
     load_detector,
+    type_scores,
 )
-from mmaif.training.detector import DetectorTrainConfig, labels, train_detector, type_scores
+from mmaif.training.detector import DetectorTrainConfig, train_detector
 
 from .conftest import save, texture
 

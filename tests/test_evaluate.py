@@ -139,3 +139,35 @@ def test_bootstrap_interval_resamples_whole_pairs():
     # treated as independent samples the interval would (wrongly) shrink by about half
     naive = bootstrap_ci(np.repeat(vals, 4), range(32))
     assert naive[1] - naive[0] < 0.7 * (hi - lo)
+
+
+def test_auto_prompt_mode_scores_the_detector(cli, src, four, tmp_path):
+    from mmaif.inference.pipeline import FusionPipeline
+    from mmaif.model.detector import load_detector
+    from mmaif.training.detector import DetectorTrainConfig, train_detector
+
+    train(small(four, tmp_path / "run", max_steps=1), progress="none")
+    train_detector(DetectorTrainConfig(data=[str(four)], out=str(tmp_path / "det"), epochs=2,
+                                       batch=4, val_share=0.0), progress="none")
+    pipe = FusionPipeline.from_pretrained(tmp_path / "run")
+    (tmp_path / "names.txt").write_text("vif/p0\nmff/p0\n")
+    args = ["eval", "--data", src, "--methods", "mmaif-reg", "--pairs", tmp_path / "names.txt",
+            "--prompt-modes", "given,auto"]
+    code, _, err = cli(*args, "--out", tmp_path / "e0", "--model", tmp_path / "run")
+    assert code == 2 and "no degradation detector" in err and not (tmp_path / "e0").exists()
+    pipe.detector = load_detector(tmp_path / "det")
+    pipe.save_pretrained(tmp_path / "p")
+    code, _, err = cli(*args, "--out", tmp_path / "ev", "--model", tmp_path / "p")
+    assert code == 0, err
+    rows = read_csv(tmp_path / "ev/results.csv")
+    assert [r["method"] for r in rows] == ["mmaif-reg", "mmaif-reg@auto"] * 2
+    for r in rows[1::2]:  # the detector's sentence, the same as the pipeline composes
+        a = read_image(tmp_path / f"ev/images/{r['pair']}_a.png").data
+        b = read_image(tmp_path / f"ev/images/{r['pair']}_b.png").data
+        assert r["prompt"] == pipe.detect(a, b, r["task"])[2]
+    det = {r["type"]: r for r in read_csv(tmp_path / "ev/detections.csv")}
+    assert len(det) == 13 and "micro" in det
+    for r in det.values():  # every (input, type) of the 2 samples is counted once
+        assert sum(int(r[k]) for k in ("tp", "fp", "fn", "tn")) == (2 * 2 * 12 if
+                                                                     r["type"] == "micro" else 4)
+    assert "Degradation detector" in (tmp_path / "ev/index.html").read_text()

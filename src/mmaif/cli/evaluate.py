@@ -24,7 +24,8 @@ def add_parsers(sub) -> None:
     e.add_argument("--prompt-modes", default="given",
                    help="comma-separated prompts for the model methods: given (the sample's), "
                    "task (mmaif fuse's default), empty, mismatched (another sample's, with "
-                   "other degradations); rows are named METHOD@MODE (default: given)")
+                   "other degradations), auto (the model's detector's; also writes "
+                   "detections.csv); rows are named METHOD@MODE (default: given)")
     e.add_argument("--teacher", help="teachers as in synth: 'gff' or 'vif=gff,mef=mertens,"
                    "mff=DIR' (default: vif=gff,mef=mertens,mff=gff)")
     e.add_argument("--steps", type=int, default=8, help="flow sampler steps")

@@ -16,8 +16,11 @@ Methods:
   ``given`` (the sample's synthesized prompt, which names its true degradations), ``task``
   (what ``mmaif fuse`` uses without ``--prompt``), ``empty`` (the empty string) and
   ``mismatched`` (the prompt of another sample of the same task whose degradation types share
-  none with this one). Rows are named ``mmaif-reg`` for ``given``, ``mmaif-reg@MODE``
-  otherwise.
+  none with this one) and ``auto`` (the prompt the model's degradation detector composes
+  from the degraded inputs, as ``mmaif fuse --prompt auto``). Rows are named ``mmaif-reg``
+  for ``given``, ``mmaif-reg@MODE`` otherwise. With ``auto``, the detections are scored
+  against the true degradations: ``detections.csv`` (per type precision / recall / F1) and
+  a table per type on the page.
 
 Degraded inputs and GT are quantized to 8 bits (as they are saved, and as training data is
 stored) before any method sees them, so every number can be recomputed from the saved images.
@@ -62,7 +65,7 @@ FUSERS = {
     "mmaif-flow": _model,
 }
 METHODS = tuple(FUSERS)
-PROMPT_MODES = ("given", "task", "empty", "mismatched")
+PROMPT_MODES = ("given", "task", "empty", "mismatched", "auto")
 EVAL_METRICS = ("EN", "SD", "AG", "Qabf", "SSIM")
 DEFAULT_METHODS = "teacher,two-stage,mmaif-reg"
 SUMMARY_KEYS = ("PSNR_gt", "SSIM_gt", *EVAL_METRICS)
@@ -143,6 +146,10 @@ def _methods(spec: str, model: str | None, modes_spec: str = "given"):
         from mmaif.inference.pipeline import FusionPipeline
 
         pipe = FusionPipeline.from_pretrained(model)  # None: the shipped default
+        if "auto" in modes and pipe.detector is None:
+            raise InputError(f"--prompt-modes auto: {model or 'the default model'} has no "
+                             "degradation detector (detector/ folder); train one with `mmaif "
+                             "train-detector`, or leave auto out")
         for m in names:
             want = "flow" if m == "mmaif-flow" else "reg"
             if m.startswith("mmaif") and pipe.objective != want:
@@ -180,7 +187,7 @@ def run_eval(root: str | Path, out: str | Path, methods: str = DEFAULT_METHODS,
     opts = {"pipe": pipe, "steps": steps, "seed": seed}
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    results, sections = [], []
+    results, sections, detections = [], [], []
     rank, world = rank_world()  # under torchrun: rank r takes samples r, r + N, ...
     it = [(i, row) for i, row in enumerate(rows) if i % world == rank]
     if progress:
@@ -197,6 +204,9 @@ def run_eval(root: str | Path, out: str | Path, methods: str = DEFAULT_METHODS,
         for (_, fname), key in zip(imgs, ("a", "b", "gt"), strict=True):
             write_image(out / "images" / fname, s[key])
         prompts = {"given": row["prompt"], "task": None, "empty": "", "mismatched": other[i]}
+        if any(mode == "auto" for _, mode in runs):
+            _, found, prompts["auto"] = pipe.detect(s["a"], s["b"], row["task"])
+            detections.append((i, row["ops"], found))
         table = {}
         for m, mode in runs:
             fused = FUSERS[m](s, row, prompts.get(mode), opts)
@@ -217,24 +227,63 @@ def run_eval(root: str | Path, out: str | Path, methods: str = DEFAULT_METHODS,
         sections.append((i, Section(f"{row['name']} ({row['task'].upper()})",
                                     f"{describe(row['ops'])} — {note}",
                                     [(c, f"images/{f}") for c, f in imgs], table)))
-    parts = gather((results, sections))
+    parts = gather((results, sections, detections))
     if parts is None:  # not rank 0: rank 0 writes the tables and the page
         return [{k: v for k, v in r.items() if k != "_i"} for r in results]
     results = [{k: v for k, v in r.items() if k != "_i"} for r in sorted(
-        (r for res, _ in parts for r in res), key=lambda r: r["_i"])]
-    sections = [sec for _, sec in sorted((x for _, secs in parts for x in secs),
+        (r for res, _, _ in parts for r in res), key=lambda r: r["_i"])]
+    sections = [sec for _, sec in sorted((x for _, secs, _ in parts for x in secs),
                                          key=lambda x: x[0])]
+    detections = sorted((x for _, _, dets in parts for x in dets), key=lambda x: x[0])
     names = list(dict.fromkeys(r["method"] for r in results))
     summary = summary_rows(results, names)
     per_degradation = degradation_rows(results, names)
     _write_csv(out / "results.csv", results)
     _write_csv(out / "summary.csv", summary)
     _write_csv(out / "summary_degradations.csv", per_degradation)
+    extra = []
+    if detections:
+        scores = detection_rows(detections, pipe.detector.cfg)
+        _write_csv(out / "detections.csv", scores)
+        extra = [_detection_section(scores, len(detections))]
     write_page(out / "index.html", "mmaif eval",
                f"{len(rows)} samples from {root}, seed {seed}; GT = teacher on the clean pair. "
                "Intervals: 95% bootstrap over source pairs. Metric conventions: see "
-               "mmaif.evaluation.metrics.", _summaries(summary, per_degradation) + sections)
+               "mmaif.evaluation.metrics.",
+               _summaries(summary, per_degradation) + extra + sections)
     return results
+
+
+def detection_rows(detections: list[tuple[int, list[dict], dict]], cfg) -> list[dict]:
+    """Per degradation type (and ``micro``, over every (input, type)), how the detections
+    of the ``auto`` runs match the true degradations: counts, precision, recall, F1."""
+    from mmaif.model.detector import labels, type_scores
+
+    types = cfg.types
+    pred = np.zeros((2 * len(detections), len(types)), np.int64)
+    true = np.zeros_like(pred)
+    for k, (_, ops, found) in enumerate(detections):
+        true[2 * k:2 * k + 2] = labels(ops, types, cfg.severities)[0]
+        for i, role in enumerate(("a", "b")):
+            for d in found[role]:
+                pred[2 * k + i, types.index(d.type)] = 1
+    scores = type_scores(pred, true, types)
+    rows = []
+    for name in (*types, "micro"):
+        j = slice(None) if name == "micro" else types.index(name)
+        p, t = pred[:, j].astype(bool), true[:, j].astype(bool)
+        rows.append({"type": name, "tp": int((p & t).sum()), "fp": int((p & ~t).sum()),
+                     "fn": int((~p & t).sum()), "tn": int((~p & ~t).sum()),
+                     **{k: scores[name][k] for k in ("precision", "recall", "f1")}})
+    return rows
+
+
+def _detection_section(rows: list[dict], n: int) -> Section:
+    return Section(f"Degradation detector: {n} samples, {2 * n} inputs (the auto prompt)",
+                   "Per type: true / false positives and negatives over the inputs, against "
+                   "the degradations actually applied.",
+                   table={r["type"]: {k: (str(v) if isinstance(v, int) else v)
+                                      for k, v in r.items() if k != "type"} for r in rows})
 
 
 def _prompt_text(prompts: dict, mode: str | None, task: str) -> str:

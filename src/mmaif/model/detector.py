@@ -193,6 +193,37 @@ def detections_prompt(task: str, found: dict[str, list[Detection]]) -> str:
     return compose_prompt(task, records, None) if records else default_prompt(task)
 
 
+# --------------------------------------------------------------------- labels, scores
+def labels(ops: list[dict], types: tuple[str, ...], severities: tuple[str, ...]
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(present (2, T) of 0/1, severity index (2, T), -1 where absent) for inputs a, b."""
+    present = np.zeros((2, len(types)), np.float32)
+    severity = np.full((2, len(types)), -1, np.int64)
+    for op in ops:
+        j = types.index(op["name"])
+        for i, role in enumerate(("a", "b")):
+            if op["target"] in (role, "both"):
+                present[i, j] = 1
+                severity[i, j] = severities.index(op["severity"])
+    return present, severity
+
+
+def type_scores(pred: np.ndarray, true: np.ndarray, types: tuple[str, ...]) -> dict:
+    """Per type and micro-averaged precision / recall / F1 of 0/1 arrays (rows, T), with the
+    support (how many rows have the type)."""
+    def prf(p, t):
+        tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+        prec = tp / (tp + fp) if tp + fp else float("nan")
+        rec = tp / (tp + fn) if tp + fn else float("nan")
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+        return {"precision": prec, "recall": rec, "f1": f1, "support": int(t.sum())}
+
+    pred, true = pred.astype(bool), true.astype(bool)
+    out = {t: prf(pred[:, j], true[:, j]) for j, t in enumerate(types)}
+    out["micro"] = prf(pred.ravel(), true.ravel())
+    return out
+
+
 # ------------------------------------------------------------------------------ storage
 def save_detector(model: DegradationDetector, folder: str | Path, extra: dict | None = None
                   ) -> Path:

@@ -29,7 +29,9 @@ from mmaif.model.detector import (
     DegradationDetector,
     DetectorConfig,
     image_features,
+    labels,
     save_detector,
+    type_scores,
 )
 
 
@@ -72,20 +74,6 @@ class DetectorTrainConfig:
 
 
 # --------------------------------------------------------------------------- the data
-def labels(ops: list[dict], types: tuple[str, ...], severities: tuple[str, ...]
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """(present (2, T) of 0/1, severity index (2, T), -1 where absent) for inputs a, b."""
-    present = np.zeros((2, len(types)), np.float32)
-    severity = np.full((2, len(types)), -1, np.int64)
-    for op in ops:
-        j = types.index(op["name"])
-        for i, role in enumerate(("a", "b")):
-            if op["target"] in (role, "both"):
-                present[i, j] = 1
-                severity[i, j] = severities.index(op["severity"])
-    return present, severity
-
-
 class _FeatureSet(torch.utils.data.Dataset):
     """The features of one synth folder's images, sample by sample: (2, F)."""
 
@@ -171,22 +159,6 @@ def training_rows(cfg: DetectorTrainConfig, dcfg: DetectorConfig, progress: str
 
 
 # ----------------------------------------------------------------------- the metrics
-def type_scores(pred: np.ndarray, true: np.ndarray, types: tuple[str, ...]) -> dict:
-    """Per type and micro-averaged precision / recall / F1 of 0/1 arrays (rows, T), with the
-    support (how many rows have the type)."""
-    def prf(p, t):
-        tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
-        prec = tp / (tp + fp) if tp + fp else float("nan")
-        rec = tp / (tp + fn) if tp + fn else float("nan")
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-        return {"precision": prec, "recall": rec, "f1": f1, "support": int(t.sum())}
-
-    pred, true = pred.astype(bool), true.astype(bool)
-    out = {t: prf(pred[:, j], true[:, j]) for j, t in enumerate(types)}
-    out["micro"] = prf(pred.ravel(), true.ravel())
-    return out
-
-
 def _evaluate(model: DegradationDetector, data: dict, mask: torch.Tensor) -> dict:
     with torch.no_grad():
         kind, sev = model.eval()(data["x"][mask])
