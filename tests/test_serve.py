@@ -211,3 +211,32 @@ def test_browser_fuses_a_pair(server, tmp_path):
             shutil.copyfile(shot, REPO / keep if not Path(keep).is_absolute() else keep)
     finally:
         driver.quit()
+
+
+def test_detect_endpoint_and_auto_prompt(client, four, tmp_path):
+    """POST /api/detect answers what the model's detector finds (as `mmaif detect --json`);
+    the page's prompt "auto" fuses with that sentence; a model without a detector says so."""
+    from mmaif.inference.pipeline import FusionPipeline
+    from mmaif.model.detector import load_detector
+    from mmaif.training.detector import DetectorTrainConfig, train_detector
+    from mmaif.training.trainer import train
+
+    from .conftest import small
+
+    files = {"a": ("ir.png", png(IR), "image/png"), "b": ("vi.png", png(VI), "image/png")}
+    r = client.post("/api/detect", files=files, data={"task": "vif"})
+    assert r.status_code == 404 and "no degradation detector" in r.json()["error"]
+    train(small(four, tmp_path / "run", max_steps=1), progress="none")
+    train_detector(DetectorTrainConfig(data=[str(four)], out=str(tmp_path / "det"), epochs=2,
+                                       batch=4, val_share=0.0), progress="none")
+    pipe = FusionPipeline.from_pretrained(tmp_path / "run")
+    pipe.detector = load_detector(tmp_path / "det")
+    pipe.save_pretrained(tmp_path / "p")
+    with_detector = TestClient(create_app(str(tmp_path / "p")), raise_server_exceptions=False)
+    r = with_detector.post("/api/detect", files=files, data={"task": "auto"})
+    assert r.status_code == 200, r.text
+    found = r.json()
+    assert set(found) == {"task", "a", "b", "prompt"} and found["task"] == "vif"
+    r = with_detector.post("/api/fuse", files=files, data={"task": "vif", "prompt": "auto"})
+    assert r.status_code == 200, r.text
+    assert unquote(r.headers["X-Mmaif-Prompt"]) == found["prompt"]

@@ -5,8 +5,12 @@ API:
 
 - ``GET /api/health`` -> ``{"status": "ok", "model": ..., "version": ...}``
 - ``POST /api/fuse`` (multipart: ``a``, ``b`` image files; optional ``task`` = auto | vif |
-  mef | mff, ``prompt``, ``method`` = model | gff | mertens | laplacian) -> ``image/png`` at the
-  inputs' size; headers ``X-Mmaif-Task``, ``X-Mmaif-Prompt``, ``X-Mmaif-Seconds``.
+  mef | mff, ``prompt`` ("auto": the detector's sentence), ``method`` = model | gff | mertens
+  | laplacian) -> ``image/png`` at the inputs' size; headers ``X-Mmaif-Task``,
+  ``X-Mmaif-Prompt``, ``X-Mmaif-Seconds``.
+- ``POST /api/detect`` (``a``, ``b``, optional ``task``) -> ``{"task", "a": [{"type",
+  "severity", "p"}, ...], "b": [...], "prompt"}`` (as ``mmaif detect --json``); 404 when the
+  model has no detector.
   Errors: 4xx with ``{"error": "one line"}`` (the CLI's messages); 5xx never carries a
   traceback (it goes to the server log).
 - ``GET /api/demo`` -> the built-in demo pairs; ``GET /api/demo/{name}/{a|b}.png``.
@@ -103,6 +107,11 @@ class Fuser:
         t0 = time.perf_counter()
         if method == "model":
             prompt = default_prompt(task) if not (prompt or "").strip() else prompt.strip()
+            if prompt == "auto":  # the detector's sentence, reported in the header
+                if self.pipe.detector is None:
+                    raise HTTPError(404, "this model has no degradation detector; write the "
+                                    "instruction yourself")
+                prompt = self.pipe.detect(a.data, b.data, task)[2]
             fused = self.pipe(a.data, b.data, prompt=prompt, task=task, output="numpy")
         else:
             prompt = ""
@@ -112,6 +121,24 @@ class Fuser:
         headers = {"X-Mmaif-Task": task, "X-Mmaif-Method": method,
                    "X-Mmaif-Seconds": f"{seconds:.3f}", **prompt_headers(prompt)}
         return encode_image(fused, ".png"), headers
+
+
+    def detect(self, files: dict[str, tuple[bytes, str]], task: str) -> dict:
+        """What the model's detector finds in each input, and the sentence it would fuse with
+        (as ``mmaif detect --json``)."""
+        if task not in TASKS:
+            raise HTTPError(400, f"task {task!r}: use one of {', '.join(TASKS)}")
+        if self.pipe.detector is None:
+            raise HTTPError(404, "this model has no degradation detector; write the "
+                            "instruction yourself")
+        a, b = (_decode(files[k][0], k, files[k][1], self.max_pixels) for k in ("a", "b"))
+        if a.size != b.size:
+            raise HTTPError(400, f"image sizes differ: a is {a.size[0]}x{a.size[1]}, b is "
+                            f"{b.size[0]}x{b.size[1]}; upload a registered pair of one size")
+        task = guess_task(a.data, b.data) if task == "auto" else task
+        task, found, prompt = self.pipe.detect(a.data, b.data, task)
+        return {"task": task, **{r: [d.to_dict() for d in found[r]] for r in ("a", "b")},
+                "prompt": prompt}
 
 
 PROMPT_HEADER_CHARS = 512  # the X-Mmaif-Prompt header carries at most this many characters
@@ -238,6 +265,28 @@ async def _fuse(request):
     return Response(png, media_type="image/png", headers=headers)
 
 
+async def _detect(request):
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+
+    sv: _Service = request.app.state.service
+    form = await _read_form(request, sv)
+    if not isinstance(form, tuple):
+        return form
+    files, task, _, _ = form
+    try:
+        async with sv.lock:  # shares the fusion's slot: bounded memory
+            found = await run_in_threadpool(sv.fuser.detect, files, task)
+    except HTTPError as exc:
+        return _error(exc.status, exc.message)
+    except InputError as exc:
+        return _error(400, str(exc))
+    except Exception:
+        log.exception("detection failed")
+        return _error(500, "internal error while detecting; the server log has the details")
+    return JSONResponse(found)
+
+
 async def _demo_list(request):
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse
@@ -274,13 +323,14 @@ async def _server_error(request, exc):
 def create_app(model: str | None = None, max_upload_mb: float = 32.0,
                max_pixels: int = 16_000_000, queue: int = 8, fuser: Fuser | None = None):
     """The Starlette application (``uvicorn.run(create_app(), ...)``): the page, ``GET
-    /api/health``, ``POST /api/fuse`` (one fusion at a time, ``queue`` more waiting), the demo
-    pairs."""
+    /api/health``, ``POST /api/fuse`` (one fusion at a time, ``queue`` more waiting), ``POST
+    /api/detect`` (what the model's detector finds, as JSON), the demo pairs."""
     from starlette.applications import Starlette
     from starlette.routing import Route
 
     routes = [Route("/", _index), Route("/api/health", _health),
               Route("/api/fuse", _fuse, methods=["POST"]),
+              Route("/api/detect", _detect, methods=["POST"]),
               Route("/api/demo", _demo_list),
               Route("/api/demo/{name}/{which}.png", _demo_image)]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found,
