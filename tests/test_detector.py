@@ -161,9 +161,14 @@ def test_detect_cli_json_and_errors(cli, tmp_path):
     assert code == 2 and "no checkpoint" in err
 
 
-def test_detector_config_round_trip():
+def test_detector_config_round_trip_and_feature_version(tmp_path):
+    from mmaif.model.detector import DegradationDetector, save_detector
+
     cfg = DetectorConfig(hidden=16)
     assert DetectorConfig.from_dict(json.loads(json.dumps(cfg.__dict__))) == cfg
+    save_detector(DegradationDetector(DetectorConfig(hidden=8, features="older")), tmp_path)
+    with pytest.raises(InputError, match="retrain"):
+        load_detector(tmp_path)
 
 
 def test_pipeline_prompt_auto_uses_the_detector_and_keeps_it(cli, tmp_path):

@@ -36,6 +36,9 @@ TASK_INDEX = {"vif": 0, "mef": 1, "mff": 2}
 FEATURE_SIDE = 512        # longer images are read at this long side (the training images')
 QUANTILES = (0.1, 0.5, 0.9)
 HIST_BINS = 16
+# names what image_features computes: change it with the features, so a detector trained on
+# other features is refused rather than fed numbers it never saw
+FEATURES = "evidence-pooled-v1"
 
 
 def image_features(x: torch.Tensor) -> torch.Tensor:
@@ -77,6 +80,7 @@ def feature_count() -> int:
 @dataclass
 class DetectorConfig:
     n_features: int = field(default_factory=feature_count)
+    features: str = FEATURES
     hidden: int = 128
     types: tuple[str, ...] = TYPES
     severities: tuple[str, ...] = SEVERITIES
@@ -262,9 +266,10 @@ def load_detector(folder: str | Path, device: str | torch.device = "cpu"
                          "model.safetensors with 'detector' settings, or a detector/ folder; "
                          "train one with `mmaif train-detector`)")
     cfg = DetectorConfig.from_dict(meta["detector"])
-    if cfg.n_features != feature_count():
-        raise InputError(f"{cand}: made for {cfg.n_features} image features, this version "
-                         f"computes {feature_count()}; retrain it with `mmaif train-detector`")
+    if (cfg.n_features, cfg.features) != (feature_count(), FEATURES):
+        raise InputError(f"{cand}: made for image features {cfg.features!r} ({cfg.n_features}),"
+                         f" this version computes {FEATURES!r} ({feature_count()}); retrain it "
+                         "with `mmaif train-detector`")
     model = DegradationDetector(cfg)
     try:
         state = load_file(str(cand / "model.safetensors"))
