@@ -142,8 +142,37 @@ def test_tiled_gff_equals_untiled(b_ch):
     from mmaif.classical.fusion import GFF_MARGIN, fuse_tiled, fuse_whole
 
     a, b = texture(230, 290, 3, seed=11), texture(230, 290, b_ch, seed=12)
-    whole = fuse_whole(a, b, "gff", "auto")
-    tiled = fuse_tiled(a, b, "gff", "auto", 70, GFF_MARGIN)
+    whole = fuse_whole([a, b], "gff", "auto")
+    tiled = fuse_tiled([a, b], "gff", "auto", 70, GFF_MARGIN)
     assert tiled.shape == whole.shape and np.abs(tiled - whole).max() < 1e-6
     # a margin too small for the guided filter's support does differ: the check can fail
-    assert np.abs(fuse_tiled(a, b, "gff", "auto", 70, 8) - whole).max() > 1e-3
+    assert np.abs(fuse_tiled([a, b], "gff", "auto", 70, 8) - whole).max() > 1e-3
+
+
+@pytest.mark.parametrize("method", ["gff", "mertens", "laplacian"])
+def test_fuse_stack_takes_n_images(method):
+    from mmaif.classical.fusion import fuse_stack
+
+    a, b = texture(37, 53, 3, seed=1), texture(37, 53, 3, seed=2)
+    c = np.clip(texture(37, 53, 3, seed=3) * 1.4, 0, 1).astype(np.float32)
+    assert np.array_equal(fuse_stack([a, b], method), fuse_arrays(a, b, method))
+    three = fuse_stack([a, b, c], method)
+    assert three.shape == (37, 53, 3) and np.isfinite(three).all()
+    assert np.abs(three - fuse_arrays(a, b, method)).mean() > 1e-3  # the third one counts
+    mixed = fuse_stack([a[..., 0], b, c], method)  # gray + colour: RGB out
+    assert mixed.shape == (37, 53, 3)
+    with pytest.raises(InputError, match="two or more"):
+        fuse_stack([a], method)
+    with pytest.raises(InputError, match="input 3 is 52x37"):
+        fuse_stack([a, b, c[:, :52]], method)
+
+
+def test_mertens_stack_is_the_n_source_mertens():
+    """On colour stacks fuse_stack's Mertens is the N-source Mertens (OpenCV's, see
+    test_mertens_is_opencvs_merge_mertens) itself."""
+    from mmaif.classical.fusion import fuse_stack
+
+    base = texture(40, 56, 3, seed=5)
+    shots = [np.clip(base * g, 0, 1).astype(np.float32) for g in (0.5, 1.0, 1.8)]
+    assert np.array_equal(fuse_stack(shots, "mertens"),
+                          np.asarray(classical.mertens(shots), np.float32))

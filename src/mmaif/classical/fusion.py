@@ -91,59 +91,69 @@ GFF_TILE = 1536
 
 def fuse_arrays(a: np.ndarray, b: np.ndarray, method: str = "gff",
                 colour: str = "auto") -> np.ndarray:
-    """Fuse two registered images (float [0, 1], (H, W) or (H, W, 3)) with a classical method.
+    """Fuse two registered images (float [0, 1], (H, W) or (H, W, 3)) with a classical method:
+    :func:`fuse_stack` of ``[a, b]``."""
+    return fuse_stack([a, b], method, colour)
 
-    Returns float32 of the inputs' height and width: gray if both are gray, else RGB. GFF runs
+
+def fuse_stack(images, method: str = "gff", colour: str = "auto") -> np.ndarray:
+    """Fuse two or more registered images (float [0, 1], (H, W) or (H, W, 3); an exposure
+    bracket, a focus stack) with a classical method; every method is defined for N inputs.
+
+    Returns float32 of the inputs' height and width: gray if all are gray, else RGB. GFF runs
     in tiles of ``GFF_TILE`` pixels (plus ``GFF_MARGIN``) on larger images, with the same
     result.
     """
+    images = list(images)
+    if len(images) < 2:
+        raise InputError(f"{len(images)} image(s): fusion needs two or more")
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if colour not in COLOUR_MODES:
         raise InputError(f"unknown colour mode {colour!r}; choose one of {', '.join(COLOUR_MODES)}")
-    if a.shape[:2] != b.shape[:2]:
-        raise InputError(f"image sizes differ: {a.shape[1]}x{a.shape[0]} vs "
-                         f"{b.shape[1]}x{b.shape[0]}; register/crop them, or pass --resize")
-    h, w = a.shape[:2]
+    h, w = images[0].shape[:2]
+    for k, x in enumerate(images[1:], 2):
+        if x.shape[:2] != (h, w):
+            raise InputError(f"image sizes differ: input 1 is {w}x{h}, input {k} is "
+                             f"{x.shape[1]}x{x.shape[0]}; register/crop them, or pass --resize")
     ph, pw = max(0, _MIN_SIDE - h), max(0, _MIN_SIDE - w)
     if ph or pw:
         def pad(x):
             return np.pad(x, ((0, ph), (0, pw)) + ((0, 0),) * (x.ndim - 2), mode="edge")
-        return fuse_arrays(pad(a), pad(b), method, colour)[:h, :w]
+        return fuse_stack([pad(x) for x in images], method, colour)[:h, :w]
     if method == "gff" and max(h, w) > GFF_TILE + 2 * GFF_MARGIN:
-        return fuse_tiled(a, b, method, colour, GFF_TILE, GFF_MARGIN)
-    return fuse_whole(a, b, method, colour)
+        return fuse_tiled(images, method, colour, GFF_TILE, GFF_MARGIN)
+    return fuse_whole(images, method, colour)
 
 
-def fuse_tiled(a: np.ndarray, b: np.ndarray, method: str, colour: str, tile: int,
-           margin: int) -> np.ndarray:
+def fuse_tiled(images, method: str, colour: str, tile: int, margin: int) -> np.ndarray:
     """:func:`fuse_whole` of a local method tile by tile: each tile's core is cut from the fusion
     of the core plus ``margin`` pixels on every side (clipped at the image's own borders)."""
-    h, w = a.shape[:2]
+    h, w = images[0].shape[:2]
     out = None
     for y0 in range(0, h, tile):
         for x0 in range(0, w, tile):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             ya, xa = max(0, y0 - margin), max(0, x0 - margin)
             yb, xb = min(h, y1 + margin), min(w, x1 + margin)
-            part = fuse_whole(a[ya:yb, xa:xb], b[ya:yb, xa:xb], method, colour)
+            part = fuse_whole([x[ya:yb, xa:xb] for x in images], method, colour)
             if out is None:
                 out = np.empty((h, w, *part.shape[2:]), np.float32)
             out[y0:y1, x0:x1] = part[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
     return out
 
 
-def fuse_whole(a: np.ndarray, b: np.ndarray, method: str, colour: str) -> np.ndarray:
+def fuse_whole(images, method: str, colour: str) -> np.ndarray:
     m = METHODS[method]
-    a, b = np.asarray(a, m.dtype), np.asarray(b, m.dtype)  # no copy when it is already
-    if a.ndim == 2 and b.ndim == 2:
-        return np.asarray(m.gray([a, b]), np.float32)
-    if colour == "per-channel" or (m.native_colour and a.ndim == 3 and b.ndim == 3):
-        return np.asarray(m.rgb([to_rgb(a), to_rgb(b)]), np.float32)
-    ycc = [rgb_to_ycbcr(x) if x.ndim == 3 else None for x in (a, b)]
-    lum = [x if c is None else c[..., 0] for x, c in zip((a, b), ycc, strict=True)]
+    images = [np.asarray(x, m.dtype) for x in images]  # no copy when it is already
+    if all(x.ndim == 2 for x in images):
+        return np.asarray(m.gray(images), np.float32)
+    if colour == "per-channel" or (m.native_colour and all(x.ndim == 3 for x in images)):
+        return np.asarray(m.rgb([to_rgb(x) for x in images]), np.float32)
+    ycc = [rgb_to_ycbcr(x) if x.ndim == 3 else None for x in images]
+    lum = [x if c is None else c[..., 0] for x, c in zip(images, ycc, strict=True)]
     y = m.gray(lum)
-    chroma = np.stack([c[..., 1:] for c in ycc if c is not None])  # (1 or 2, H, W, 2)
+    chroma = np.stack([c[..., 1:] for c in ycc if c is not None])  # (colour inputs, H, W, 2)
     cbcr = chroma[0] if len(chroma) == 1 else np.stack(
         [blend_chroma(chroma[..., k]) for k in range(2)], axis=-1)
     return ycbcr_to_rgb(np.concatenate([y[..., None], cbcr], axis=-1)).astype(np.float32)
