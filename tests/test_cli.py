@@ -219,3 +219,33 @@ def test_subprocess_error_has_no_traceback(tmp_path, pair):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [f"mmaif fuse: error: {tmp_path / 'missing.png'}: "
                                              "no such file; check the path"]
+
+
+def test_fuse_a_stack_of_three_with_a_classical_method(cli, tmp_path):
+    """Three or more files are an exposure bracket or a focus stack: a classical method fuses
+    all of them at the inputs' size (odd sizes too); the model, VIF, one file and mixed sizes
+    are one-line errors that write nothing."""
+    import numpy as np
+
+    from mmaif.classical.fusion import fuse_stack
+    from mmaif.data.images import read_image
+
+    base = texture(33, 47, 3, seed=4)
+    paths = [save(tmp_path / f"s{k}.png", np.clip(base * g, 0, 1).astype(np.float32))
+             for k, g in enumerate((0.5, 1.0, 1.6))]
+    code, _, err = cli("fuse", *paths, "--method", "mertens", "--task", "mef",
+                       "-o", tmp_path / "f.png")
+    assert code == 0, err
+    assert "3 inputs" in err and "method mertens" in err
+    out = read_image(tmp_path / "f.png").data
+    want = fuse_stack([read_image(p).data for p in paths], "mertens")
+    assert out.shape == (33, 47, 3) and np.abs(out - want).max() <= 0.5 / 255 + 1e-6
+    other = save(tmp_path / "small.png", texture(20, 20, 3))
+    for args, phrase in (([*paths, "-o", tmp_path / "g.png"], "the model fuses pairs"),
+                         ([*paths, "--method", "gff", "--task", "vif", "-o", tmp_path / "g.png"],
+                          "VIF fuses two"),
+                         ([*paths[:2], other, "--method", "gff", "-o", tmp_path / "g.png"],
+                          "sizes differ")):
+        code, _, err = cli("fuse", *args)
+        assert code == 2 and phrase in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "g.png").exists()

@@ -24,8 +24,10 @@ def add_parsers(sub) -> None:
     f = sub.add_parser("fuse", help="fuse a pair of images, or every pair of a dataset folder",
                        epilog=EPILOG_FUSE, formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="two image files (a then b), or one dataset root folder")
-    add_out(f, "output image file (pair) or output folder (dataset root)", required=True)
+                   help="two image files (a then b), three or more (an exposure bracket or a "
+                   "focus stack, with --method), or one dataset root folder")
+    add_out(f, "output image file (pair or stack) or output folder (dataset root)",
+            required=True)
     f.add_argument("--method", choices=sorted(METHODS),
                    help="a classical fusion method instead of the model")
     f.add_argument("--colour", "--color", choices=COLOUR_MODES,
@@ -106,9 +108,9 @@ def _out_bits(bits: str, *pictures) -> int:
 
 
 def _fuser(args: argparse.Namespace):
-    """(a, b, task) -> fused array: a classical --method, else the model (--model or the
-    shipped default)."""
-    from mmaif.classical.fusion import fuse_arrays
+    """(images..., task=, how=) -> fused array: a classical --method (two or more images),
+    else the model (--model or the shipped default; a pair)."""
+    from mmaif.classical.fusion import fuse_stack
 
     said = set()
 
@@ -134,9 +136,9 @@ def _fuser(args: argparse.Namespace):
                              "takes no prompt or sampler settings (leave it out)")
         colour = args.colour or "auto"
 
-        def classical(a, b, task, how=""):
+        def classical(*images, task, how=""):
             say(task, f"method {args.method} (colour {colour})", how)
-            return fuse_arrays(a, b, args.method, colour)
+            return fuse_stack(images, args.method, colour)
         return classical
     if args.colour:
         raise UsageError("--colour is the colour policy of a classical --method; the model "
@@ -157,7 +159,7 @@ def _fuser(args: argparse.Namespace):
             "shift": 1.0 if args.shift is None else args.shift,
             "seed": args.seed or 0}
 
-    def model(a, b, task, how=""):
+    def model(a, b, *, task, how=""):
         prompt = default_prompt(task) if args.prompt is None else args.prompt
         note = " (the task's default; give --prompt to name the degradations)" \
             if args.prompt is None else ""
@@ -191,18 +193,47 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} {value}: must be {must}")
 
 
+def _fuse_stack(args: argparse.Namespace) -> int:
+    """Three or more files: an exposure bracket (MEF) or a focus stack (MFF), fused by a
+    classical method (each is defined for N inputs)."""
+    from mmaif.data.images import check_output_path, read_stack, write_image
+    from mmaif.data.pairs import guess_task
+
+    if args.ext:
+        raise UsageError("--ext applies to folder mode; a stack's output type comes from -o")
+    if args.task == "vif":
+        raise UsageError(f"{len(args.inputs)} images given: VIF fuses two (infrared, visible); "
+                         "stacks of three or more are MEF or MFF (--task mef|mff)")
+    if not args.method:
+        raise UsageError(f"{len(args.inputs)} images given: the model fuses pairs; fuse a stack "
+                         "with a classical method (--method mertens for exposures, gff or "
+                         "laplacian for focus slices), or two of the images with the model")
+    out = check_output_path(args.out, tuple(args.inputs))
+    pics = read_stack(args.inputs, resize=args.resize, max_pixels=args.max_pixels)
+    task, how = (args.task, "") if args.task else guess_task(pics[0].data, pics[-1].data)
+    if task == "vif":  # a gray + colour stack: not a VIF pair, so say what it is fused as
+        task, how = "mff", "from the pixels: three or more images are a stack"
+    fused = _fuser(args)(*[p.data for p in pics], task=task, how=how)
+    write_image(out, fused, _out_bits(args.bits, *pics))
+    print(f"wrote {out} ({pics[0].size[0]}x{pics[0].size[1]}, {len(pics)} inputs, "
+          f"{'gray' if fused.ndim == 2 else 'RGB'})", file=sys.stderr)
+    return 0
+
+
 def cmd_fuse(args: argparse.Namespace) -> int:
     from mmaif.data.images import WRITE_EXTS, check_output_path, read_pair, write_image
     from mmaif.data.pairs import discover_pairs, guess_task
 
     _check_numbers(args)
+    if len(args.inputs) > 2:
+        return _fuse_stack(args)
     if len(args.inputs) == 2:
         if args.ext:
             raise UsageError("--ext applies to folder mode; a pair's output type comes from -o")
         out = check_output_path(args.out, tuple(args.inputs))
         a, b = read_pair(*args.inputs, resize=args.resize, max_pixels=args.max_pixels)
         task, how = (args.task, "") if args.task else guess_task(a.data, b.data, *args.inputs)
-        fused = _fuser(args)(a.data, b.data, task, how)
+        fused = _fuser(args)(a.data, b.data, task=task, how=how)
         write_image(out, fused, _out_bits(args.bits, a, b))
         print(f"wrote {out} ({a.size[0]}x{a.size[1]}, {'gray' if fused.ndim == 2 else 'RGB'})",
               file=sys.stderr)
@@ -244,7 +275,8 @@ def cmd_fuse(args: argparse.Namespace) -> int:
                   disable=args.progress == "none"):
         try:
             a, b = read_pair(p.a, p.b, resize=args.resize, max_pixels=args.max_pixels)
-            fused = fuse(a.data, b.data, p.task or args.task or guess_task(a.data, b.data)[0])
+            fused = fuse(a.data, b.data,
+                         task=p.task or args.task or guess_task(a.data, b.data)[0])
             target = out_dir / (p.name + ext)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_image(target, fused, _out_bits(args.bits, a, b))

@@ -395,24 +395,35 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 def read_pair(path_a: str | os.PathLike, path_b: str | os.PathLike, *, resize: bool = False,
               max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Picture, Picture]:
-    """Read two sources; sizes must match unless ``resize`` (then b is resized to a's size).
-    Both sizes are read from the headers first: a mismatch or an oversized image is refused
-    before either is decoded."""
-    size_a = image_size(path_a, max_pixels=max_pixels)
-    size_b = image_size(path_b, max_pixels=max_pixels)
-    if not resize and (0, 0) not in (size_a, size_b) and size_a != size_b:
-        raise InputError(f"sizes differ: {path_a} is {size_a[0]}x{size_a[1]}, {path_b} is "
-                         f"{size_b[0]}x{size_b[1]}; register them, or pass --resize to "
-                         "resize the second to the first")
-    a = read_image(path_a, max_pixels=max_pixels)
-    b = read_image(path_b, max_pixels=max_pixels)
-    if a.size != b.size:
-        if not resize:
-            raise InputError(f"sizes differ: {path_a} is {a.size[0]}x{a.size[1]}, {path_b} is "
-                             f"{b.size[0]}x{b.size[1]}; register them, or pass --resize to "
-                             "resize the second to the first")
-        b = Picture(resize_to(b.data, a.size), b.bits, b.path)
+    """Read two sources: :func:`read_stack` of ``[path_a, path_b]``."""
+    a, b = read_stack([path_a, path_b], resize=resize, max_pixels=max_pixels)
     return a, b
+
+
+def read_stack(paths, *, resize: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+               ) -> list[Picture]:
+    """Read registered sources (a pair, an exposure bracket, a focus stack); sizes must match
+    unless ``resize`` (then each is resized to the first's size). Every size is read from
+    the headers first: a mismatch or an oversized image is refused before any is decoded."""
+    paths = list(paths)
+
+    def differ(p, q, sp, sq):
+        return InputError(f"sizes differ: {p} is {sp[0]}x{sp[1]}, {q} is {sq[0]}x{sq[1]}; "
+                          "register them, or pass --resize to resize "
+                          + ("the second to the first" if len(paths) == 2 else
+                             "the others to the first"))
+
+    sizes = [image_size(p, max_pixels=max_pixels) for p in paths]
+    for p, size in zip(paths[1:], sizes[1:], strict=True):
+        if not resize and (0, 0) not in (sizes[0], size) and size != sizes[0]:
+            raise differ(paths[0], p, sizes[0], size)
+    pics = [read_image(p, max_pixels=max_pixels) for p in paths]
+    for k, pic in enumerate(pics[1:], 1):
+        if pic.size != pics[0].size:
+            if not resize:
+                raise differ(paths[0], paths[k], pics[0].size, pic.size)
+            pics[k] = Picture(resize_to(pic.data, pics[0].size), pic.bits, pic.path)
+    return pics
 
 
 def resize_to(data: np.ndarray, size: tuple[int, int]) -> np.ndarray:
