@@ -11,21 +11,11 @@ DIR: a pipeline folder with detector/, a detector folder or a `mmaif train-detec
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
-
-def median_seconds(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from mmaif.evaluation.bench import median_time
 
 
 def main() -> None:
@@ -47,11 +37,11 @@ def main() -> None:
         ta = torch.from_numpy(a)
         tb = torch.from_numpy(np.ascontiguousarray(b.transpose(2, 0, 1)))
         feats = (image_features(ta), image_features(tb))
-        t_feat = median_seconds(lambda ta=ta, tb=tb: (image_features(ta), image_features(tb)),
+        t_feat = median_time(lambda ta=ta, tb=tb: (image_features(ta), image_features(tb)),
                                 args.runs)
-        t_net = median_seconds(lambda a=a, b=b, f=feats: det.detect(a, b, "vif", features=f),
+        t_net = median_time(lambda a=a, b=b, f=feats: det.detect(a, b, "vif", features=f),
                                args.runs)
-        t_all = median_seconds(lambda a=a, b=b: detections_prompt("vif",
+        t_all = median_time(lambda a=a, b=b: detections_prompt("vif",
                                                                    det.detect(a, b, "vif")),
                                args.runs)
         print(f"| {w}x{h} | {t_feat:.3f} | {t_net:.4f} | {t_all:.3f} |")

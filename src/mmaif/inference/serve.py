@@ -236,7 +236,6 @@ async def _read_form(request, sv: _Service):
 
 
 async def _fuse(request):
-    from starlette.concurrency import run_in_threadpool
     from starlette.responses import Response
 
     sv: _Service = request.app.state.service
@@ -247,26 +246,39 @@ async def _fuse(request):
     form = await _read_form(request, sv)
     if not isinstance(form, tuple):
         return form
-    if sv.waiting > sv.queue:  # one being fused + `queue` waiting
-        return _error(503, f"busy: {sv.waiting - 1} requests are waiting; try again shortly")
-    sv.waiting += 1
-    try:
-        async with sv.lock:  # one fusion at a time: bounded memory
-            png, headers = await run_in_threadpool(sv.fuser.fuse, *form)
-    except HTTPError as exc:
-        return _error(exc.status, exc.message)
-    except InputError as exc:
-        return _error(400, str(exc))
-    except Exception:
-        log.exception("fusion failed")
-        return _error(500, "internal error while fusing; the server log has the details")
-    finally:
-        sv.waiting -= 1
+    result, error = await _one_at_a_time(sv, sv.fuser.fuse, *form, what="fusing")
+    if error is not None:
+        return error
+    png, headers = result
     return Response(png, media_type="image/png", headers=headers)
 
 
-async def _detect(request):
+async def _one_at_a_time(sv: _Service, fn, *args, what: str):
+    """(``fn(*args)`` run in a worker thread under the service's lock, None), or (None, an
+    error response): 503 when ``queue`` requests already wait, the CLI's one-line messages
+    for bad input, a 500 without a traceback (logged) for anything else."""
     from starlette.concurrency import run_in_threadpool
+
+    if sv.waiting > sv.queue:  # one being served + `queue` waiting
+        return None, _error(503, f"busy: {sv.waiting - 1} requests are waiting; try again "
+                            "shortly")
+    sv.waiting += 1
+    try:
+        async with sv.lock:  # one at a time: bounded memory
+            return await run_in_threadpool(fn, *args), None
+    except HTTPError as exc:
+        return None, _error(exc.status, exc.message)
+    except InputError as exc:
+        return None, _error(400, str(exc))
+    except Exception:
+        log.exception("%s failed", what)
+        return None, _error(500, f"internal error while {what}; the server log has the "
+                            "details")
+    finally:
+        sv.waiting -= 1
+
+
+async def _detect(request):
     from starlette.responses import JSONResponse
 
     sv: _Service = request.app.state.service
@@ -274,16 +286,9 @@ async def _detect(request):
     if not isinstance(form, tuple):
         return form
     files, task, _, _ = form
-    try:
-        async with sv.lock:  # shares the fusion's slot: bounded memory
-            found = await run_in_threadpool(sv.fuser.detect, files, task)
-    except HTTPError as exc:
-        return _error(exc.status, exc.message)
-    except InputError as exc:
-        return _error(400, str(exc))
-    except Exception:
-        log.exception("detection failed")
-        return _error(500, "internal error while detecting; the server log has the details")
+    found, error = await _one_at_a_time(sv, sv.fuser.detect, files, task, what="detecting")
+    if error is not None:
+        return error
     return JSONResponse(found)
 
 
