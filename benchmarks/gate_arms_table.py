@@ -1,12 +1,15 @@
-"""The gate arms in two tables, from `scripts/arms.sh`'s outputs: per arm, clean
-fidelity, degraded PSNR (given prompt and task prompt) and its difference to two-stage,
-blockiness and latency; then PSNR per degradation type against two-stage.
+"""Equal-budget arms in two tables, from `scripts/arms.sh`'s outputs: per arm, clean
+fidelity, degraded PSNR (given prompt, and every other prompt mode all arms were evaluated
+with) and its difference to two-stage, blockiness and latency; then PSNR per degradation type
+against two-stage (two-stage from whichever arm's eval ran it).
 
     python benchmarks/gate_arms_table.py continue fixes fixes_teacher all
         [--evals eval_arms] [--runs runs]
+    python benchmarks/gate_arms_table.py default=src/mmaif/weights/default evidence_long ...
 
 An arm ARM reads ``EVALS/ARM/summary.csv`` and ``summary_degradations.csv`` (its `mmaif eval`
-on the dev split, 4 draws per pair) and the run folder ``RUNS/arm_ARM`` (clean fidelity on the
+on the dev split, 4 draws per pair) and the run folder ``RUNS/arm_ARM`` (or the model folder
+PATH of an arm given as ``ARM=PATH``, e.g. the shipped default) (clean fidelity on the
 13 dev pairs, ``mmaif.evaluation.fidelity``; latency of one 640x480 VIF pair end to end,
 median of 3, with the task prompt and with a prompt naming two degradations).
 """
@@ -48,23 +51,34 @@ def main() -> None:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "fusion-samples"))
     ap.add_argument("--pairs", default=str(REPO / "splits" / "fusion_samples_dev.txt"))
     args = ap.parse_args()
+    models = dict(a.split("=", 1) if "=" in a else (a, str(Path(args.runs) / f"arm_{a}"))
+                  for a in args.arms)
+    args.arms = list(models)
+    summaries = {arm: {(r["task"], r["method"]): r
+                       for r in rows(Path(args.evals) / arm / "summary.csv")} for arm in args.arms}
+    # two-stage and the teacher do not depend on the arm: any arm's eval that ran them
+    ts = next({t: float(s[(t, "two-stage")]["PSNR_gt"]) for t in TASKS}
+              for s in summaries.values() if ("vif", "two-stage") in s)
+    modes = [m for m in ("task", "empty", "auto")
+             if all(("vif", f"mmaif-reg@{m}") in s for s in summaries.values())]
     print("| arm | clean VIF | clean MEF | clean MFF | degraded VIF | MEF | MFF | Δ two-stage "
-          "VIF | MEF | MFF | @task VIF | MEF | MFF | block | s task | s 2 named |")
-    print("|---|" + "---|" * 15)
+          "VIF | MEF | MFF | " + "".join(f"@{m} VIF | MEF | MFF | " for m in modes)
+          + "block | s task | s 2 named |")
+    print("|---|" + "---|" * (12 + 3 * len(modes)))
     degs: dict[str, dict[str, float]] = {}
     two_stage: dict[str, float] = {}
     counts: dict[str, int] = {}
     for arm in args.arms:
-        run = str(Path(args.runs) / f"arm_{arm}")
-        summ = {(r["task"], r["method"]): r for r in rows(Path(args.evals) / arm / "summary.csv")}
+        run = models[arm]
+        summ = summaries[arm]
         fid = clean_fidelity(args.data, args.pairs, run)
         clean = task_means(fid)
         block = float(np.mean([r["block_model"] / r["block_teacher"] for r in fid]))
         given = {t: float(summ[(t, "mmaif-reg")]["PSNR_gt"]) for t in TASKS}
-        task = {t: float(summ[(t, "mmaif-reg@task")]["PSNR_gt"]) for t in TASKS}
-        ts = {t: float(summ[(t, "two-stage")]["PSNR_gt"]) for t in TASKS}
         cells = ([f"{clean[t]:.2f}" for t in TASKS] + [f"{given[t]:.2f}" for t in TASKS]
-                 + [f"{given[t] - ts[t]:+.2f}" for t in TASKS] + [f"{task[t]:.2f}" for t in TASKS]
+                 + [f"{given[t] - ts[t]:+.2f}" for t in TASKS]
+                 + [f"{float(summ[(t, f'mmaif-reg@{m}')]['PSNR_gt']):.2f}"
+                    for m in modes for t in TASKS]
                  + [f"{block:.2f}", f"{latency(run, None):.2f}", f"{latency(run, TWO):.2f}"])
         print(f"| `{arm}` | " + " | ".join(cells) + " |", flush=True)
         for r in rows(Path(args.evals) / arm / "summary_degradations.csv"):
