@@ -23,8 +23,9 @@ def pipe():
 
 def test_shipped_files_card_and_config(pipe):
     files = sorted(p.name for p in DEFAULT_MODEL.iterdir())
-    assert files == ["README.md", "config.json", "model.safetensors",
+    assert files == ["README.md", "config.json", "detector", "model.safetensors",
                      "prompt_embeddings.safetensors"]
+    assert pipe.detector is not None  # detector/: what `mmaif detect` and --prompt auto use
     meta = json.loads((DEFAULT_MODEL / "config.json").read_text())
     assert meta["pipeline"] == {"tokenizer": "pixel", "text": "minilm"}
     assert pipe.objective == "reg" and not meta["model"]["flow"]
@@ -42,6 +43,7 @@ def test_shipped_files_card_and_config(pipe):
         assert must in card
     # the package ships the weights (pyproject package data)
     assert "weights/default/*" in (REPO / "pyproject.toml").read_text()
+    assert "weights/default/detector/*" in (REPO / "pyproject.toml").read_text()
 
 
 def test_shipped_prompt_encodings_match_the_encoder():
