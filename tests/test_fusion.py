@@ -123,7 +123,7 @@ def test_tiny_and_odd_sizes(h, w, method):
 
 
 def test_size_mismatch_is_refused():
-    with pytest.raises(InputError, match="10x8 vs 10x9"):
+    with pytest.raises(InputError, match="input 1 is 10x8, input 2 is 10x9"):
         fuse_arrays(texture(8, 10), texture(9, 10))
 
 

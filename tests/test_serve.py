@@ -224,9 +224,14 @@ def test_detect_endpoint_and_auto_prompt(client, four, tmp_path):
     from .conftest import small
 
     files = {"a": ("ir.png", png(IR), "image/png"), "b": ("vi.png", png(VI), "image/png")}
-    r = client.post("/api/detect", files=files, data={"task": "vif"})
-    assert r.status_code == 404 and "no degradation detector" in r.json()["error"]
     train(small(four, tmp_path / "run", max_steps=1), progress="none")
+    without = TestClient(create_app(str(tmp_path / "run")), raise_server_exceptions=False)
+    r = without.post("/api/detect", files=files, data={"task": "vif"})
+    assert r.status_code == 404 and "no degradation detector" in r.json()["error"]
+    r = without.post("/api/fuse", files=files, data={"task": "vif", "prompt": "auto"})
+    assert r.status_code == 404 and "no degradation detector" in r.json()["error"]
+    r = client.post("/api/detect", files=files, data={"task": "vif"})  # the shipped one
+    assert r.status_code == 200 and set(r.json()) == {"task", "a", "b", "prompt"}
     train_detector(DetectorTrainConfig(data=[str(four)], out=str(tmp_path / "det"), epochs=2,
                                        batch=4, val_share=0.0), progress="none")
     pipe = FusionPipeline.from_pretrained(tmp_path / "run")
