@@ -164,10 +164,10 @@ def _fuser(args: argparse.Namespace):
         note = " (the task's default; give --prompt to name the degradations)" \
             if args.prompt is None else ""
         if args.prompt == "auto":
+            from mmaif.model.detector import detections_text
+
             _, found, prompt = pipe.detect(a, b, task)
-            seen = "; ".join(f"{r}: " + (", ".join(f"{d.type} ({d.severity}, p {d.p:.2f})"
-                                                    for d in found[r]) or "nothing")
-                             for r in ("a", "b"))
+            seen = "; ".join(f"{r}: {detections_text(found[r]) or 'nothing'}" for r in "ab")
             note = f" (detected {seen})"
         say(task, f"prompt: {prompt!r}{note}", how)
         return pipe(a, b, prompt=prompt, task=task, output="numpy", tile=args.tile,
@@ -338,18 +338,17 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def _detection_text(task: str, found: dict, prompt: str) -> str:
     from mmaif.data.pairs import ROLE_NAMES
+    from mmaif.model.detector import detections_text
 
-    lines = []
-    for role in ("a", "b"):
-        items = ", ".join(f"{d.type} ({d.severity}, p {d.p:.2f})" for d in found[role])
-        lines.append(f"{role} ({ROLE_NAMES[task][role]}): {items or 'nothing found'}")
+    lines = [f"{r} ({ROLE_NAMES[task][r]}): {detections_text(found[r]) or 'nothing found'}"
+             for r in ("a", "b")]
     return "\n".join([*lines, f"prompt: {prompt}"])
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from mmaif.data.images import read_pair
     from mmaif.data.pairs import discover_pairs, guess_task
-    from mmaif.model.detector import detections_prompt, load_detector
+    from mmaif.model.detector import detections_json, detections_prompt, load_detector
 
     if args.max_pixels < 1:
         raise UsageError(f"--max-pixels {args.max_pixels}: must be 1 or more")
@@ -371,8 +370,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         found = detector.detect(a.data, b.data, task)
         prompt = detections_prompt(task, found)
         if args.json:
-            out = {"task": task, **{r: [d.to_dict() for d in found[r]] for r in ("a", "b")},
-                   "prompt": prompt}
+            out = detections_json(task, found, prompt)
             print(json.dumps({"pair": name, **out} if name else out))
         else:
             print((f"{name} [{task}]\n" if name else "") + _detection_text(task, found, prompt))

@@ -6,31 +6,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import typing
 
-from mmaif.cli.common import add_out
+from mmaif.cli.common import add_settings
 
 # flags that are not a field of TrainConfig: (name, what to say instead)
 OLD_FLAGS = {"patch": "--crop N (the training crop, pixels)"}
 
 
-def _flag_kind(hint) -> tuple[type | None, bool]:
-    """(element type, repeatable) of a TrainConfig field's type hint; bool fields give
-    (bool, False), dict fields (None, True)."""
-    if hint in (int, float, str, bool):
-        return hint, False
-    if hint is dict or typing.get_origin(hint) is dict:
-        return None, True
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in args):
-        return str, True
-    return args[0], False
-
-
 def add_parsers(sub) -> None:
-    from dataclasses import fields
-
-    from mmaif.training.config import TrainConfig
+    from mmaif.training.config import DetectorTrainConfig, TrainConfig
 
     t = sub.add_parser("train", help="train the fusion model (also under torchrun)",
                        description="Train the fusion model. Settings come from --config (a YAML "
@@ -45,43 +29,14 @@ def add_parsers(sub) -> None:
     t.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
     t.add_argument("--preset", default=argparse.SUPPRESS,
                    help="model preset: tiny, small, base (the same as --model preset=NAME)")
-    hints = typing.get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
-        flag, help_ = "--" + f.name.replace("_", "-"), f.metadata.get("help")
-        if f.name == "out":
-            add_out(t, help_)
-            continue
-        kind, many = _flag_kind(hints[f.name])
-        if f.name == "model":
-            t.add_argument(flag, action="append", metavar="KEY=VALUE", help=help_,
-                           default=argparse.SUPPRESS)
-        elif kind is bool:
-            t.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_,
-                           default=argparse.SUPPRESS)
-        else:
-            t.add_argument(flag, type=kind, action="append" if many else "store",
-                           default=argparse.SUPPRESS, help=help_,
-                           **({"choices": ("reg", "flow")} if f.name == "objective" else {}))
+    add_settings(t, TrainConfig)
     for name in OLD_FLAGS:  # hidden: accepted only to say what replaced them
         t.add_argument(f"--{name}", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("train-detector", help="train the degradation detector (what `mmaif "
                        "detect` and --prompt auto use) on `mmaif synth` folders")
-    d.add_argument("--data", action="append", required=True,
-                   help="a `mmaif synth` output folder (repeatable)")
-    add_out(d, "run folder (feature cache, checkpoint, metrics.json, detector/)",
-            required=True)
-    for name, typ, help_ in (("epochs", int, "passes over the training samples (150)"),
-                             ("batch", int, "rows per step (256)"),
-                             ("lr", float, "peak learning rate, cosine to 0 (2e-3)"),
-                             ("weight-decay", float, "AdamW weight decay (1e-4)"),
-                             ("hidden", int, "width of the MLP's two hidden layers (128)"),
-                             ("severity-weight", float, "weight of the severity loss (0.5)"),
-                             ("val-share", float, "share of samples held out (0.1)"),
-                             ("seed", int, "seed of the split, init and order (0)"),
-                             ("workers", int, "DataLoader workers computing features (0)")):
-        d.add_argument(f"--{name}", type=typ, default=argparse.SUPPRESS, help=help_)
+    add_settings(d, DetectorTrainConfig)
     d.add_argument("--resume", action="store_true",
                    help="continue from the run's checkpoint exactly (same settings)")
     d.add_argument("--stop-after", type=int, help="stop after this many epochs (resume later)")
@@ -146,15 +101,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_train_detector(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from mmaif.training.detector import DetectorTrainConfig, train_detector
+    from mmaif.training.config import DetectorTrainConfig
+    from mmaif.training.detector import train_detector
 
-    cfg = DetectorTrainConfig(data=args.data, out=args.out, **{
-        f.name: getattr(args, f.name) for f in fields(DetectorTrainConfig)
-        if f.name not in ("data", "out") and f.name in vars(args)})
+    cfg = DetectorTrainConfig(**{f.name: getattr(args, f.name)
+                                 for f in fields(DetectorTrainConfig) if f.name in vars(args)})
     scores = train_detector(cfg, resume=args.resume, progress=args.progress,
                             stop_after=args.stop_after)
     micro = scores["micro"]
-    print(f"{args.out}: held-out micro F1 {micro['f1']:.3f} (precision {micro['precision']:.3f}"
+    print(f"{cfg.out}: held-out micro F1 {micro['f1']:.3f} (precision {micro['precision']:.3f}"
           f", recall {micro['recall']:.3f}, {scores['held_out_samples']} samples); per type: "
-          f"{args.out}/metrics.json", file=sys.stderr)
+          f"{cfg.out}/metrics.json", file=sys.stderr)
     return 0

@@ -268,14 +268,8 @@ def detection_rows(detections: list[tuple[int, list[dict], dict]], cfg) -> list[
             for d in found[role]:
                 pred[2 * k + i, types.index(d.type)] = 1
     scores = type_scores(pred, true, types)
-    rows = []
-    for name in (*types, "micro"):
-        j = slice(None) if name == "micro" else types.index(name)
-        p, t = pred[:, j].astype(bool), true[:, j].astype(bool)
-        rows.append({"type": name, "tp": int((p & t).sum()), "fp": int((p & ~t).sum()),
-                     "fn": int((~p & t).sum()), "tn": int((~p & ~t).sum()),
-                     **{k: scores[name][k] for k in ("precision", "recall", "f1")}})
-    return rows
+    keys = ("tp", "fp", "fn", "tn", "precision", "recall", "f1")
+    return [{"type": name, **{k: scores[name][k] for k in keys}} for name in (*types, "micro")]
 
 
 def _detection_section(rows: list[dict], n: int) -> Section:

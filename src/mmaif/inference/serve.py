@@ -97,21 +97,12 @@ class Fuser:
 
         if method not in METHODS:
             raise HTTPError(400, f"method {method!r}: use one of {', '.join(METHODS)}")
-        if task not in TASKS:
-            raise HTTPError(400, f"task {task!r}: use one of {', '.join(TASKS)}")
-        a, b = (_decode(files[k][0], k, files[k][1], self.max_pixels) for k in ("a", "b"))
-        if a.size != b.size:
-            raise HTTPError(400, f"image sizes differ: a is {a.size[0]}x{a.size[1]}, b is "
-                            f"{b.size[0]}x{b.size[1]}; upload a registered pair of one size")
-        task = guess_task(a.data, b.data) if task == "auto" else task
+        a, b, task = self._pair(files, task)
         t0 = time.perf_counter()
         if method == "model":
             prompt = default_prompt(task) if not (prompt or "").strip() else prompt.strip()
             if prompt == "auto":  # the detector's sentence, reported in the header
-                if self.pipe.detector is None:
-                    raise HTTPError(404, "this model has no degradation detector; write the "
-                                    "instruction yourself")
-                prompt = self.pipe.detect(a.data, b.data, task)[2]
+                prompt = self._detect(a, b, task)[2]
             fused = self.pipe(a.data, b.data, prompt=prompt, task=task, output="numpy")
         else:
             prompt = ""
@@ -122,23 +113,29 @@ class Fuser:
                    "X-Mmaif-Seconds": f"{seconds:.3f}", **prompt_headers(prompt)}
         return encode_image(fused, ".png"), headers
 
-
     def detect(self, files: dict[str, tuple[bytes, str]], task: str) -> dict:
         """What the model's detector finds in each input, and the sentence it would fuse with
         (as ``mmaif detect --json``)."""
+        from mmaif.model.detector import detections_json
+
+        return detections_json(*self._detect(*self._pair(files, task)))
+
+    def _pair(self, files: dict[str, tuple[bytes, str]], task: str):
+        """(a, b, task) of an upload: the task checked (``auto`` guessed), both images
+        decoded within the pixel limit and of one size."""
         if task not in TASKS:
             raise HTTPError(400, f"task {task!r}: use one of {', '.join(TASKS)}")
-        if self.pipe.detector is None:
-            raise HTTPError(404, "this model has no degradation detector; write the "
-                            "instruction yourself")
         a, b = (_decode(files[k][0], k, files[k][1], self.max_pixels) for k in ("a", "b"))
         if a.size != b.size:
             raise HTTPError(400, f"image sizes differ: a is {a.size[0]}x{a.size[1]}, b is "
                             f"{b.size[0]}x{b.size[1]}; upload a registered pair of one size")
-        task = guess_task(a.data, b.data) if task == "auto" else task
-        task, found, prompt = self.pipe.detect(a.data, b.data, task)
-        return {"task": task, **{r: [d.to_dict() for d in found[r]] for r in ("a", "b")},
-                "prompt": prompt}
+        return a, b, guess_task(a.data, b.data) if task == "auto" else task
+
+    def _detect(self, a, b, task: str):
+        if self.pipe.detector is None:
+            raise HTTPError(404, "this model has no degradation detector; write the "
+                            "instruction yourself")
+        return self.pipe.detect(a.data, b.data, task)
 
 
 PROMPT_HEADER_CHARS = 512  # the X-Mmaif-Prompt header carries at most this many characters

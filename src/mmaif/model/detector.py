@@ -41,12 +41,12 @@ HIST_BINS = 16
 FEATURES = "evidence-pooled-v1"
 
 
-def image_features(x: torch.Tensor) -> torch.Tensor:
-    """Statistics of one image (3, H, W) or (H, W) in [0, 1] -> a float32 vector
-    (:func:`feature_count` long)."""
+def image_features(x) -> torch.Tensor:
+    """Statistics of one image in [0, 1] — a (3, H, W) or (H, W) tensor, or an (H, W, C) or
+    (H, W) array — -> a float32 vector (:func:`feature_count` long)."""
     from mmaif.model.dit import EVIDENCE_MAPS, evidence_maps
 
-    x = x.float()
+    x = _chw(x).float()
     if x.dim() == 2:
         x = x[None]
     if x.shape[0] == 1:
@@ -143,7 +143,7 @@ class DegradationDetector(nn.Module):
         ``a``, ``b``: images in [0, 1], (H, W) or (H, W, C) arrays or (C, H, W) tensors."""
         if task not in TASK_INDEX:
             raise InputError(f"task {task!r}: the detector knows {', '.join(TASK_INDEX)}")
-        fa, fb = features or (image_features(_chw(a)), image_features(_chw(b)))
+        fa, fb = features or (image_features(a), image_features(b))
         rows = self.inputs(torch.stack([fa, fb]), torch.stack([fb, fa]),
                            torch.full((2,), TASK_INDEX[task]), torch.tensor([0, 1]))
         kind, sev = self.eval()(rows.to(self.mu.device))
@@ -188,6 +188,17 @@ def detections_records(task: str, found: dict[str, list[Detection]]) -> list[dic
     return records
 
 
+def detections_text(found: list[Detection]) -> str:
+    """One input's detections in words: "noise (moderate, p 0.93), haze (slight, p 0.61)"."""
+    return ", ".join(f"{d.type} ({d.severity}, p {d.p:.2f})" for d in found)
+
+
+def detections_json(task: str, found: dict[str, list[Detection]], prompt: str) -> dict:
+    """What `mmaif detect --json` and ``POST /api/detect`` answer."""
+    return {"task": task, **{r: [d.to_dict() for d in found[r]] for r in ("a", "b")},
+            "prompt": prompt}
+
+
 def detections_prompt(task: str, found: dict[str, list[Detection]]) -> str:
     """The instruction the detections call for, deterministically (the prompt bank's first
     phrasing of each clause); the task's default prompt when nothing was found."""
@@ -213,14 +224,15 @@ def labels(ops: list[dict], types: tuple[str, ...], severities: tuple[str, ...]
 
 
 def type_scores(pred: np.ndarray, true: np.ndarray, types: tuple[str, ...]) -> dict:
-    """Per type and micro-averaged precision / recall / F1 of 0/1 arrays (rows, T), with the
-    support (how many rows have the type)."""
+    """Per type and micro-averaged counts (tp, fp, fn, tn), precision, recall and F1 of 0/1
+    arrays (rows, T), with the support (how many rows have the type)."""
     def prf(p, t):
         tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
         prec = tp / (tp + fp) if tp + fp else float("nan")
         rec = tp / (tp + fn) if tp + fn else float("nan")
         f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-        return {"precision": prec, "recall": rec, "f1": f1, "support": int(t.sum())}
+        return {"tp": tp, "fp": fp, "fn": fn, "tn": int((~p & ~t).sum()), "precision": prec,
+                "recall": rec, "f1": f1, "support": int(t.sum())}
 
     pred, true = pred.astype(bool), true.astype(bool)
     out = {t: prf(pred[:, j], true[:, j]) for j, t in enumerate(types)}
@@ -232,26 +244,16 @@ def type_scores(pred: np.ndarray, true: np.ndarray, types: tuple[str, ...]) -> d
 def save_detector(model: DegradationDetector, folder: str | Path, extra: dict | None = None
                   ) -> Path:
     """``folder/config.json`` + ``folder/model.safetensors``, each written atomically."""
-    from safetensors.torch import save as st_save
+    from mmaif.model.storage import write_folder
 
-    from mmaif.data.images import atomic_write_bytes
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(folder / "model.safetensors", st_save(state))
-    meta = {"detector": asdict(model.cfg), **(extra or {})}
-    atomic_write_bytes(folder / "config.json", (json.dumps(meta, indent=1) + "\n").encode())
-    return folder
+    return write_folder(folder, model.state_dict(),
+                        {"detector": asdict(model.cfg), **(extra or {})})
 
 
 def load_detector(folder: str | Path, device: str | torch.device = "cpu"
                   ) -> DegradationDetector:
     """A detector folder, a pipeline folder holding one in ``detector/``, or a
     ``mmaif train-detector`` run; one-line errors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     p = Path(folder)
     for cand in (p, p / "detector"):
         if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
@@ -270,13 +272,11 @@ def load_detector(folder: str | Path, device: str | torch.device = "cpu"
         raise InputError(f"{cand}: made for image features {cfg.features!r} ({cfg.n_features}),"
                          f" this version computes {FEATURES!r} ({feature_count()}); retrain it "
                          "with `mmaif train-detector`")
+    from mmaif.model.storage import read_tensors
+
     model = DegradationDetector(cfg)
-    try:
-        state = load_file(str(cand / "model.safetensors"))
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"{cand / 'model.safetensors'}: not a readable safetensors file "
-                         f"({exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(read_tensors(cand / "model.safetensors"),
+                                                strict=False)
     if missing or unexpected:
         raise InputError(f"{cand}: the weights do not match the config (missing "
                          f"{len(missing)}, unexpected {len(unexpected)})")

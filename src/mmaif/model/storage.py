@@ -61,7 +61,7 @@ def latest_checkpoint(run: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _read_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path, what: str = "weights") -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -88,7 +88,7 @@ def read_checkpoint(ck: Path) -> tuple[dict, dict[str, dict]]:
             raise InputError(f"{ck}: {name} is missing, truncated or corrupt (checksum "
                              "mismatch); delete this checkpoint folder to resume from an "
                              "earlier one")
-        tensors[name] = _read_tensors(p, "checkpoints")
+        tensors[name] = read_tensors(p, "checkpoints")
     return state, tensors
 
 
@@ -125,7 +125,7 @@ def load_weights(path: str | Path, use_ema: bool = True) -> Weights:
             raise InputError(f"{cfg_path}: {exc}") from None
         except TypeError as exc:
             raise InputError(f"{cfg_path}: not a valid model config ({exc})") from None
-        return Weights(model, _float32(_read_tensors(w_path, "weights")),
+        return Weights(model, _float32(read_tensors(w_path, "weights")),
                        {**meta, "source": str(w_path)})
     ck = p if (p / "state.json").is_file() else latest_checkpoint(p)
     if ck is None:
@@ -146,15 +146,21 @@ def save_model(model: FusionDiT, folder: str | Path, extra: dict | None = None,
                dtype: torch.dtype | None = None) -> Path:
     """``folder/config.json`` + ``folder/model.safetensors``, each written atomically; with
     ``dtype``, floating tensors are stored in it (loading casts them back to float32)."""
+    state = {k: v.detach().to("cpu", dtype if dtype and v.is_floating_point() else v.dtype)
+             for k, v in model.state_dict().items()}
+    return write_folder(folder, state, {"model": model.cfg.to_dict(), **(extra or {})})
+
+
+def write_folder(folder: str | Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
+    """A weights folder: ``meta`` as ``config.json``, ``state`` as ``model.safetensors``,
+    each written atomically (the fusion model's and the detector's)."""
     from safetensors.torch import save as st_save
 
     from mmaif.data.images import atomic_write_bytes
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", dtype if dtype and v.is_floating_point() else v.dtype)
-             .contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(folder / "model.safetensors", st_save(state))
-    meta = {"model": model.cfg.to_dict(), **(extra or {})}
+    atomic_write_bytes(folder / "model.safetensors",
+                       st_save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
     atomic_write_bytes(folder / "config.json", (json.dumps(meta, indent=1) + "\n").encode())
     return folder

@@ -45,7 +45,8 @@ def warm_start(model: FusionDiT, path: str | Path) -> int:
 
 
 # ------------------------------------------------------------------------ checkpoints
-def _optim_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """(tensors, JSON-able rest) of an optimizer's state; :func:`load_optimizer` inverts it."""
     sd = opt.state_dict()
     tensors, meta = {}, {"param_groups": sd["param_groups"], "scalars": {}}
     for pid, st in sd["state"].items():
@@ -85,7 +86,7 @@ def save_checkpoint(run: Path, step: int, model: FusionDiT, ema: FusionDiT,
 
     save_file(cpu(model), str(tmp / "model.safetensors"))
     save_file(cpu(ema), str(tmp / "ema.safetensors"))
-    opt_t, opt_meta = _optim_tensors(opt)
+    opt_t, opt_meta = optimizer_tensors(opt)
     save_file(opt_t, str(tmp / "optim.safetensors"))
     save_file({"torch_cpu": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
     state = {"step": step, "position": position, "train": asdict(cfg),

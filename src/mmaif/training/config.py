@@ -1,6 +1,7 @@
 """Training settings: :class:`TrainConfig` (a dataclass; YAML files hold its keys plus
-``model:``, and may ``extends:`` a base file), the learning-rate schedule, and the model
-config a run builds."""
+``model:``, and may ``extends:`` a base file), :class:`DetectorTrainConfig` (``mmaif
+train-detector``), the learning-rate schedule, and the model config a run builds. Loads no
+torch: the CLI builds its flags from these fields."""
 
 from __future__ import annotations
 
@@ -146,6 +147,47 @@ class TrainConfig:
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is a file; a run is a folder (give a new "
                              "or an existing run folder)")
+
+
+@dataclass
+class DetectorTrainConfig:
+    """``mmaif train-detector``'s settings (a flag each, with the help written here)."""
+
+    data: list[str] = setting([], "a `mmaif synth` output folder (repeatable)")
+    out: str = setting("runs/detector", "run folder (feature cache, checkpoint, "
+                       "metrics.json, detector/)")
+    epochs: int = setting(150, "passes over the training samples")
+    batch: int = setting(256, "rows per step")
+    lr: float = setting(2e-3, "peak learning rate, cosine to 0")
+    weight_decay: float = setting(1e-4, "AdamW weight decay")
+    hidden: int = setting(128, "width of the MLP's two hidden layers")
+    severity_weight: float = setting(0.5, "weight of the severity loss (on the types present)")
+    val_share: float = setting(0.1, "share of samples held out")
+    seed: int = setting(0, "seed of the split, the init and the order")
+    workers: int = setting(0, "DataLoader workers computing features")
+
+    def check(self) -> None:
+        if not self.data:
+            raise UsageError("give --data SYNTH_DIR (a `mmaif synth` output folder)")
+        rules = [("epochs", self.epochs >= 1, "1 or more"), ("batch", self.batch >= 1,
+                 "1 or more"), ("lr", math.isfinite(self.lr) and self.lr > 0, "positive"),
+                 ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                  "0 or more"), ("hidden", self.hidden >= 1, "1 or more"),
+                 ("severity_weight", math.isfinite(self.severity_weight)
+                  and self.severity_weight >= 0, "0 or more"),
+                 ("val_share", 0 <= self.val_share < 1, "in [0, 1)"),
+                 ("workers", self.workers >= 0, "0 or more")]
+        for key, ok, must in rules:
+            if not ok:
+                raise UsageError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: must be "
+                                 f"{must}")
+        for folder in self.data:
+            if not (Path(folder) / "manifest.jsonl").is_file():
+                raise InputError(f"--data {folder}: no manifest.jsonl there; --data takes a "
+                                 "`mmaif synth` output folder")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: exists and is a file; a run is a folder")
 
 
 def _config_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,44 +33,8 @@ from mmaif.model.detector import (
     save_detector,
     type_scores,
 )
-
-
-@dataclass
-class DetectorTrainConfig:
-    data: list[str] = field(default_factory=list)  # `mmaif synth` folders
-    out: str = "runs/detector"
-    epochs: int = 150
-    batch: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    hidden: int = 128
-    severity_weight: float = 0.5  # weight of the severity loss (on the types present)
-    val_share: float = 0.1
-    seed: int = 0
-    workers: int = 0
-
-    def check(self) -> None:
-        if not self.data:
-            raise UsageError("give --data SYNTH_DIR (a `mmaif synth` output folder)")
-        rules = [("epochs", self.epochs >= 1, "1 or more"), ("batch", self.batch >= 1,
-                 "1 or more"), ("lr", math.isfinite(self.lr) and self.lr > 0, "positive"),
-                 ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-                  "0 or more"), ("hidden", self.hidden >= 1, "1 or more"),
-                 ("severity_weight", math.isfinite(self.severity_weight)
-                  and self.severity_weight >= 0, "0 or more"),
-                 ("val_share", 0 <= self.val_share < 1, "in [0, 1)"),
-                 ("workers", self.workers >= 0, "0 or more")]
-        for key, ok, must in rules:
-            if not ok:
-                raise UsageError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: must be "
-                                 f"{must}")
-        for folder in self.data:
-            if not (Path(folder) / "manifest.jsonl").is_file():
-                raise InputError(f"--data {folder}: no manifest.jsonl there; --data takes a "
-                                 "`mmaif synth` output folder")
-        out = Path(self.out)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out}: exists and is a file; a run is a folder")
+from mmaif.training.checkpoint import load_optimizer, optimizer_tensors
+from mmaif.training.config import DetectorTrainConfig
 
 
 # --------------------------------------------------------------------------- the data
@@ -88,13 +52,8 @@ class _FeatureSet(torch.utils.data.Dataset):
 
         torch.set_num_threads(1)
         row = self.rows[i]
-        return torch.stack([image_features(torch.from_numpy(np.ascontiguousarray(
-            _chw(read_image(self.folder / k / f"{row['id']}.png").data))))
-            for k in ("a", "b")])
-
-
-def _chw(x: np.ndarray) -> np.ndarray:
-    return x if x.ndim == 2 else x.transpose(2, 0, 1)
+        return torch.stack([image_features(read_image(self.folder / k / f"{row['id']}.png").data)
+                            for k in ("a", "b")])
 
 
 def folder_features(folder: Path, rows: list[dict], cache: Path, workers: int,
@@ -188,14 +147,12 @@ def _checkpoint(run: Path, model, opt, epoch: int, cfg: DetectorTrainConfig) -> 
     from mmaif.data.images import atomic_write_bytes
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt_state = opt.state_dict()
-    for pid, st in opt_state["state"].items():
-        for k, v in st.items():
-            tensors[f"optim.{pid}.{k}"] = v.detach().clone().reshape(v.shape)
+    opt_tensors, opt_meta = optimizer_tensors(opt)
+    tensors.update({f"optim.{k}": v for k, v in opt_tensors.items()})
     tensors["rng"] = torch.get_rng_state()
     atomic_write_bytes(run / "checkpoint.safetensors", save(tensors))
     atomic_write_bytes(run / "checkpoint.json", json.dumps(
-        {"epoch": epoch, "train": asdict(cfg), "param_groups": opt_state["param_groups"]},
+        {"epoch": epoch, "train": asdict(cfg), "optimizer": opt_meta},
         indent=1).encode())
 
 
@@ -216,12 +173,8 @@ def _restore(run: Path, model, opt, cfg: DetectorTrainConfig) -> int:
             raise UsageError(f"--resume continues a run exactly: {k} cannot change (the run "
                              f"has {saved[k]!r}, asked {getattr(cfg, k)!r})")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            pid, name = k[6:].split(".", 1)
-            state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    load_optimizer(opt, {k[6:]: v for k, v in tensors.items() if k.startswith("optim.")},
+                   meta["optimizer"])
     torch.set_rng_state(tensors["rng"])
     return int(meta["epoch"])
 
