@@ -83,6 +83,34 @@ def test_resume_is_exact(four, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
+def test_head_lr_moves_the_output_layer_faster_and_resumes_exactly(four, tmp_path):
+    # AdamW's first step moves each weight by about lr (the sign of its gradient); at step 1
+    # only the zero-initialised output layer has a gradient, so its step is lr * head_lr
+    from mmaif.model.dit import FusionDiT
+    from mmaif.training.trainer import param_groups
+
+    from .conftest import tiny
+
+    groups = param_groups(FusionDiT(tiny()), 5.0)
+    assert [g.get("lr_mult", 1.0) for g in groups] == [1.0, 5.0]
+    assert len(groups[1]["params"]) == 2  # the output layer's weight and bias
+    kw = dict(max_steps=4, crop=32, batch=2, lr=1e-3, warmup=0, min_lr_ratio=1.0, ema=0.0)
+    start = train(small(four, tmp_path / "s0", max_steps=1, lr=1e-12, ema=0.0), progress="none")
+    w0 = weights(start["run"])
+    for mult in (1.0, 5.0):
+        one = train(small(four, tmp_path / f"one{mult}", **{**kw, "max_steps": 1},
+                          head_lr=mult), progress="none")
+        step = (weights(one["run"])["out.bias"] - w0["out.bias"]).abs().max().item()
+        assert step == pytest.approx(1e-3 * mult, rel=0.05), (mult, step)
+    # two groups resume exactly
+    train(small(four, tmp_path / "full", **kw, head_lr=5.0), progress="none")
+    train(small(four, tmp_path / "part", **kw, head_lr=5.0), stop_after=2, progress="none")
+    train(small(four, tmp_path / "part", **kw, head_lr=5.0), resume=True, progress="none")
+    for name in ("model.safetensors", "optim.safetensors"):
+        a, b = weights(tmp_path / "full", name), weights(tmp_path / "part", name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
 def test_corrupt_checkpoint_is_an_error(cli, four, tmp_path):
     run = tmp_path / "c"
     train(small(four, run, max_steps=2), progress="none")

@@ -51,6 +51,8 @@ class TrainConfig:
     crop: int = setting(128, "training crop size (pixels)")
     lr: float = setting(3e-4, "peak learning rate")
     min_lr_ratio: float = setting(0.1, "the cosine schedule ends at this share of lr")
+    head_lr: float = setting(1.0, "learning-rate multiplier of the network's output layer (the "
+                          "head's rows: new gates and tone start at zero there)")
     warmup: int = setting(100, "linear warm-up steps")
     weight_decay: float = setting(0.01, "AdamW weight decay")
     grad_clip: float = setting(1.0, "gradient norm clip")
@@ -117,6 +119,7 @@ class TrainConfig:
             ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
             ("ema", math.isfinite(self.ema) and 0 <= self.ema < 1, "in [0, 1) (e.g. 0.999)"),
             ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            ("head_lr", math.isfinite(self.head_lr) and self.head_lr > 0, "a positive number"),
             ("warmup", self.warmup >= 0, "0 or more"),
             ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0,
              "0 or more"),

@@ -100,6 +100,16 @@ class _Logger:
             self.bar.close()
 
 
+def param_groups(model: FusionDiT, head_lr: float) -> list[dict]:
+    """The optimizer's parameter groups: one, or with ``head_lr`` != 1 the output layer apart,
+    its learning rate multiplied by ``head_lr`` (the ``lr_mult`` the schedule reads)."""
+    if head_lr == 1.0:
+        return [{"params": list(model.parameters())}]
+    head = {id(p) for p in model.out.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in head]},
+            {"params": list(model.out.parameters()), "lr_mult": head_lr}]
+
+
 def _sample_grid(path: Path, batch: dict, pred: torch.Tensor) -> None:
     from mmaif.data.images import atomic_write_bytes, encode_image
 
@@ -198,8 +208,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         warm_start(model, cfg.init_from)
     ema = FusionDiT(mcfg).to(device).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(param_groups(model, cfg.head_lr), lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     step, epoch, pos = 0, 0, 0
     if resume:
         if DiTConfig.from_dict(state["model"]) != mcfg:
@@ -236,7 +246,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     while step < end:
         while pos < per_epoch and step < end:
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
+                g["lr"] = lr_at(step, cfg) * g.get("lr_mult", 1.0)
             terms: dict[str, torch.Tensor] = {}  # detached; read (a device sync) at log steps
             for m in range(cfg.accum):
                 keys, items = next(micro_batches)
