@@ -221,10 +221,10 @@ def test_subprocess_error_has_no_traceback(tmp_path, pair):
                                              "no such file; check the path"]
 
 
-def test_fuse_a_stack_of_three_with_a_classical_method(cli, tmp_path):
-    """Three or more files are an exposure bracket or a focus stack: a classical method fuses
-    all of them at the inputs' size (odd sizes too); the model, VIF, one file and mixed sizes
-    are one-line errors that write nothing."""
+def test_fuse_a_stack_of_three(cli, tmp_path):
+    """Three or more files are an exposure bracket or a focus stack: a classical method and
+    the model fuse all of them at the inputs' size (odd sizes too); VIF and mixed sizes are
+    one-line errors that write nothing."""
     import numpy as np
 
     from mmaif.classical.fusion import fuse_stack
@@ -240,8 +240,11 @@ def test_fuse_a_stack_of_three_with_a_classical_method(cli, tmp_path):
     out = read_image(tmp_path / "f.png").data
     want = fuse_stack([read_image(p).data for p in paths], "mertens")
     assert out.shape == (33, 47, 3) and np.abs(out - want).max() <= 0.5 / 255 + 1e-6
+    code, _, err = cli("fuse", *paths, "--order", "chain", "-o", tmp_path / "m.png")
+    assert code == 0 and "3 images in 2 pair fusions (chain)" in err, err
+    assert read_image(tmp_path / "m.png").data.shape == (33, 47, 3)
     other = save(tmp_path / "small.png", texture(20, 20, 3))
-    for args, phrase in (([*paths, "-o", tmp_path / "g.png"], "the model fuses pairs"),
+    for args, phrase in (([*paths, "--task", "vif", "-o", tmp_path / "g.png"], "VIF fuses two"),
                          ([*paths, "--method", "gff", "--task", "vif", "-o", tmp_path / "g.png"],
                           "VIF fuses two"),
                          ([*paths[:2], other, "--method", "gff", "-o", tmp_path / "g.png"],

@@ -56,10 +56,14 @@ def add_parsers(sub) -> None:
     s.add_argument("--sheet-rows", type=int, default=24)
     s.set_defaults(func=cmd_synth)
 
-    st = sub.add_parser("stacks", help="render exposure and focus training pairs from "
-                        "scikit-image's bundled photos (fusion-samples layout)")
+    st = sub.add_parser("stacks", help="render exposure and focus training pairs (or N-shot "
+                        "stacks) from scikit-image's bundled photos")
     add_out(st, "output folder", required=True)
-    st.add_argument("--variants", type=int, default=2, help="pairs per photo and task")
+    st.add_argument("--variants", type=int, default=2, help="stacks per photo and task")
+    st.add_argument("--shots", type=int, default=2,
+                    help="shots per stack: 2 writes pairs in the fusion-samples layout "
+                    "(mef/under, mef/over, mff/near, mff/far); 3 to 9 one folder per stack "
+                    "(mef/NAME/shot_K.png, mff/NAME/slice_K.png)")
     st.add_argument("--seed", type=int, default=0)
     st.set_defaults(func=cmd_stacks)
 
@@ -157,12 +161,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_stacks(args: argparse.Namespace) -> int:
-    from mmaif.data.stacks import write_photo_stacks
+    from mmaif.data.stacks import MAX_SHOTS, write_photo_stacks
     from mmaif.synthesis.synth import prepare_out
 
     if args.variants < 1:
         raise UsageError("--variants must be at least 1")
+    if not 2 <= args.shots <= MAX_SHOTS:
+        raise UsageError(f"--shots {args.shots}: must be 2 to {MAX_SHOTS}")
     prepare_out(Path(args.out))
-    names = write_photo_stacks(args.out, args.variants, args.seed)
-    print(f"{args.out}: {len(names)} pairs (mef/, mff/)", file=sys.stderr)
+    names = write_photo_stacks(args.out, args.variants, args.seed, args.shots)
+    what = "pairs" if args.shots == 2 else f"{args.shots}-shot stacks"
+    print(f"{args.out}: {len(names)} {what} (mef/, mff/)", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ PARTIAL_EXIT = 3  # folder mode: some pairs fused, some failed (failed.txt says 
 def add_parsers(sub) -> None:
     from mmaif.classical.fusion import COLOUR_MODES, METHODS
     from mmaif.data.images import BYTES_PER_PIXEL, fitting_max_pixels
+    from mmaif.inference.pipeline import STACK_ORDERS
 
     max_px = fitting_max_pixels()
     from mmaif.data.pairs import TASKS
@@ -25,7 +26,7 @@ def add_parsers(sub) -> None:
                        epilog=EPILOG_FUSE, formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="two image files (a then b), three or more (an exposure bracket or a "
-                   "focus stack, with --method), or one dataset root folder")
+                   "focus stack), or one dataset root folder (pairs, or one folder per stack)")
     add_out(f, "output image file (pair or stack) or output folder (dataset root)",
             required=True)
     f.add_argument("--method", choices=sorted(METHODS),
@@ -47,6 +48,10 @@ def add_parsers(sub) -> None:
     f.add_argument("--prompt", help="instruction for the model (default: a task prompt); "
                    "'auto': the sentence the degradations the model's detector finds call for "
                    "(printed with them on stderr)")
+    f.add_argument("--order", choices=STACK_ORDERS, default="tree",
+                   help="how the model fuses a stack of three or more images in pair fusions: "
+                   "tree (neighbours level by level; default) or chain (a running result with "
+                   "the next image)")
     f.add_argument("--steps", type=int, help="flow sampler steps (default: 8)")
     f.add_argument("--sampler", choices=("euler", "heun"), help="flow sampler (default: euler)")
     f.add_argument("--shift", type=float, help="flow timestep shift (default: 1)")
@@ -108,8 +113,8 @@ def _out_bits(bits: str, *pictures) -> int:
 
 
 def _fuser(args: argparse.Namespace):
-    """(images..., task=, how=) -> fused array: a classical --method (two or more images),
-    else the model (--model or the shipped default; a pair)."""
+    """(images..., task=, how=) -> fused array: a classical --method, or the model (--model or
+    the shipped default; a stack of three or more in pair fusions, ``--order``)."""
     from mmaif.classical.fusion import fuse_stack
 
     said = set()
@@ -159,10 +164,19 @@ def _fuser(args: argparse.Namespace):
             "shift": 1.0 if args.shift is None else args.shift,
             "seed": args.seed or 0}
 
-    def model(a, b, *, task, how=""):
+    tiling = {"tile": args.tile, "overlap": args.overlap, "progress": args.progress != "none"}
+
+    def model(*images, task, how=""):
         prompt = default_prompt(task) if args.prompt is None else args.prompt
         note = " (the task's default; give --prompt to name the degradations)" \
             if args.prompt is None else ""
+        if len(images) > 2:
+            note += (" (detected per pair fusion)" if args.prompt == "auto" else "") + \
+                f"; {len(images)} images in {len(images) - 1} pair fusions ({args.order})"
+            say(task, f"prompt: {prompt!r}{note}", how)
+            return pipe.fuse_stack(images, prompt, task, order=args.order, output="numpy",
+                                   **tiling, **opts)
+        a, b = images
         if args.prompt == "auto":
             from mmaif.model.detector import detections_text
 
@@ -170,9 +184,7 @@ def _fuser(args: argparse.Namespace):
             seen = "; ".join(f"{r}: {detections_text(found[r]) or 'nothing'}" for r in "ab")
             note = f" (detected {seen})"
         say(task, f"prompt: {prompt!r}{note}", how)
-        return pipe(a, b, prompt=prompt, task=task, output="numpy", tile=args.tile,
-                    overlap=args.overlap,
-                    progress=args.progress != "none", **opts)
+        return pipe(a, b, prompt=prompt, task=task, output="numpy", **tiling, **opts)
     return model
 
 
@@ -195,24 +207,18 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 def _fuse_stack(args: argparse.Namespace) -> int:
     """Three or more files: an exposure bracket (MEF) or a focus stack (MFF), fused by a
-    classical method (each is defined for N inputs)."""
+    classical method (each is defined for N inputs) or the model (pair fusions)."""
     from mmaif.data.images import check_output_path, read_stack, write_image
-    from mmaif.data.pairs import guess_task
+    from mmaif.data.pairs import guess_stack_task
 
     if args.ext:
         raise UsageError("--ext applies to folder mode; a stack's output type comes from -o")
     if args.task == "vif":
         raise UsageError(f"{len(args.inputs)} images given: VIF fuses two (infrared, visible); "
                          "stacks of three or more are MEF or MFF (--task mef|mff)")
-    if not args.method:
-        raise UsageError(f"{len(args.inputs)} images given: the model fuses pairs; fuse a stack "
-                         "with a classical method (--method mertens for exposures, gff or "
-                         "laplacian for focus slices), or two of the images with the model")
     out = check_output_path(args.out, tuple(args.inputs))
     pics = read_stack(args.inputs, resize=args.resize, max_pixels=args.max_pixels)
-    task, how = (args.task, "") if args.task else guess_task(pics[0].data, pics[-1].data)
-    if task == "vif":  # a gray + colour stack: not a VIF pair, so say what it is fused as
-        task, how = "mff", "from the pixels: three or more images are a stack"
+    task, how = (args.task, "") if args.task else guess_stack_task([p.data for p in pics])
     fused = _fuser(args)(*[p.data for p in pics], task=task, how=how)
     write_image(out, fused, _out_bits(args.bits, *pics))
     print(f"wrote {out} ({pics[0].size[0]}x{pics[0].size[1]}, {len(pics)} inputs, "
@@ -221,8 +227,8 @@ def _fuse_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_fuse(args: argparse.Namespace) -> int:
-    from mmaif.data.images import WRITE_EXTS, check_output_path, read_pair, write_image
-    from mmaif.data.pairs import discover_pairs, guess_task
+    from mmaif.data.images import WRITE_EXTS, check_output_path, read_pair, read_stack, write_image
+    from mmaif.data.pairs import discover_pairs, discover_stacks, guess_stack_task, guess_task
 
     _check_numbers(args)
     if len(args.inputs) > 2:
@@ -243,7 +249,17 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     root = Path(args.inputs[0])
     if root.is_file():
         raise UsageError(f"{root}: one file given; fuse needs two files (a b) or a dataset folder")
-    layout, pairs = discover_pairs(root, args.task)
+    try:
+        layout, pairs = discover_pairs(root, args.task)
+        jobs = [(p.name, (p.a, p.b), p.task) for p in pairs]
+        unit = "pair"
+    except InputError as no_pairs:
+        try:  # one folder of images per stack (an exposure bracket, a focus stack)
+            layout, stacks = discover_stacks(root, args.task)
+        except InputError:
+            raise no_pairs from None
+        jobs = [(st.name, st.files, st.task) for st in stacks]
+        unit = "stack"
     ext = args.ext or ".png"
     ext = ext if ext.startswith(".") else "." + ext
     out_dir = Path(args.out)
@@ -263,30 +279,30 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     from mmaif.distributed import rank_world
 
     rank, world = rank_world()  # under torchrun: rank r fuses pairs r, r + N, ...
-    print(f"{root}: {layout}, {len(pairs)} pairs"
-          + (f"; rank {rank} of {world} fuses {len(pairs[rank::world])}" if world > 1 else ""),
+    print(f"{root}: {layout}, {len(jobs)} {unit}s"
+          + (f"; rank {rank} of {world} fuses {len(jobs[rank::world])}" if world > 1 else ""),
           file=sys.stderr)
-    pairs = pairs[rank::world]
+    jobs = jobs[rank::world]
     from tqdm import tqdm
 
     fuse = _fuser(args)
     failed: list[tuple[str, str]] = []
-    for p in tqdm(pairs, desc="fuse", unit="pair", file=sys.stderr,
-                  disable=args.progress == "none"):
+    for name, files, task in tqdm(jobs, desc="fuse", unit=unit, file=sys.stderr,
+                                  disable=args.progress == "none"):
         try:
-            a, b = read_pair(p.a, p.b, resize=args.resize, max_pixels=args.max_pixels)
-            fused = fuse(a.data, b.data,
-                         task=p.task or args.task or guess_task(a.data, b.data)[0])
-            target = out_dir / (p.name + ext)
+            pics = read_stack(files, resize=args.resize, max_pixels=args.max_pixels)
+            data = [p.data for p in pics]
+            fused = fuse(*data, task=task or args.task or guess_stack_task(data)[0])
+            target = out_dir / (name + ext)
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(target, fused, _out_bits(args.bits, a, b))
+            write_image(target, fused, _out_bits(args.bits, *pics))
         except InputError as exc:
             if args.stop_on_error:
                 raise
-            failed.append((p.name, str(exc)))
-            tqdm.write(f"mmaif fuse: {p.name}: {exc}", file=sys.stderr)
-    done = len(pairs) - len(failed)
-    print(f"fused {done} of {len(pairs)} pairs into {out_dir}"
+            failed.append((name, str(exc)))
+            tqdm.write(f"mmaif fuse: {name}: {exc}", file=sys.stderr)
+    done = len(jobs) - len(failed)
+    print(f"fused {done} of {len(jobs)} {unit}s into {out_dir}"
           + (f"; {len(failed)} failed (listed in {out_dir / 'failed.txt'})" if failed else ""),
           file=sys.stderr)
     if failed:

@@ -18,7 +18,10 @@ RealMFF            imageA/ , imageB/                           mff
 generic            A/ , B/                                     (--task)
 =================  ==========================================  =====
 
-Files pair by name stem (extension ignored). For MEFB, which of _A/_B is darker varies, so
+Files pair by name stem (extension ignored). Stacks (:func:`discover_stacks`: exposure
+brackets, focus stacks of two or more shots) are one folder per stack, its images in name
+order, under ``mef/`` and ``mff/`` (what ``mmaif stacks --shots N`` writes) or directly under
+the root (task from ``--task``). For MEFB, which of _A/_B is darker varies, so
 ``a`` is the darker image (by mean brightness, read at discovery time).
 """
 
@@ -156,6 +159,56 @@ def discover_pairs(root: str | Path, task: str | None = None) -> tuple[str, list
                      f"see `mmaif fuse --help`")
 
 
+@dataclass(frozen=True)
+class Stack:
+    """One registered stack (an exposure bracket, a focus stack): its images in name order."""
+
+    name: str
+    files: tuple[Path, ...]
+    task: str | None = None
+
+
+STACK_TASKS = ("mef", "mff")
+
+
+def _natural(p: Path) -> list:
+    """Sort key: digits compare as numbers (shot_2 before shot_10)."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def discover_stacks(root: str | Path, task: str | None = None) -> tuple[str, list[Stack]]:
+    """Find the stacks under a dataset root: one folder of two or more images per stack,
+    under ``mef/`` and ``mff/`` (``task`` picks one) or directly under the root (labelled
+    ``task``). Images sort by name, numbers as numbers. Returns (layout description, stacks)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder; expected a folder of stack folders")
+    if task == "vif":
+        raise InputError("stacks are exposure brackets or focus stacks (--task mef|mff); VIF "
+                         "fuses pairs")
+
+    def stacks_in(folder: Path, t: str | None, prefix: str = "") -> list[Stack]:
+        found = []
+        for d in sorted((d for d in folder.iterdir() if d.is_dir()), key=_natural):
+            files = sorted(list_images(d), key=_natural)
+            if len(files) >= 2:
+                found.append(Stack(prefix + d.name, tuple(files), t))
+        return found
+
+    stacks = []
+    for t in STACK_TASKS:
+        d = _subdir(root, (t,))
+        if d is not None and task in (None, t):
+            stacks += stacks_in(d, t, f"{t}/")
+    if stacks:
+        return "stacks (mef/<stack>/, mff/<stack>/)", stacks
+    stacks = stacks_in(root, task)
+    if stacks:
+        return "stacks (<stack>/ folders of images)", stacks
+    raise InputError(f"{root}: no stack folders found (a folder of two or more images each, "
+                     "under mef/ or mff/ or directly under the root)")
+
+
 def guess_task(a, b, path_a: str | Path | None = None,
                path_b: str | Path | None = None) -> tuple[str, str]:
     """(task, how it was guessed) of a pair, the one rule of the CLI, the pipeline and the
@@ -212,3 +265,15 @@ def select_pairs(pairs: list[Pair], include: list[str] | None = None,
     if required and pairs and not chosen:
         raise InputError(f"no pair is left after selecting by {what}; check the names")
     return chosen
+
+
+def guess_stack_task(images) -> tuple[str, str]:
+    """(task, how it was guessed) of a stack of arrays in [0, 1]: :func:`guess_task` of its
+    darkest and brightest image; three or more images are never VIF (which fuses two), so a
+    gray-and-colour stack of three or more is a focus stack (MFF)."""
+    means = [float(x.mean()) for x in images]
+    lo, hi = images[means.index(min(means))], images[means.index(max(means))]
+    task, how = guess_task(lo, hi)
+    if task == "vif" and len(images) > 2:
+        return "mff", "from the pixels: three or more images are a stack"
+    return task, how

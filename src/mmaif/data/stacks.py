@@ -1,6 +1,7 @@
-"""Exposure (MEF) and focus (MFF) pairs rendered from scikit-image's bundled photos: the
-demo's pairs and ``mmaif stacks`` (training pairs from other photos). Exposure pairs scale
-linear light; focus pairs blur complementary regions."""
+"""Exposure (MEF) and focus (MFF) pairs and stacks rendered from photos: the demo's pairs,
+``mmaif stacks`` (training pairs, or N-shot stacks, from scikit-image's bundled photos) and the
+stacks ``mmaif eval --stacks`` renders. Exposure shots scale linear light; focus slices blur
+what lies away from their focus depth."""
 
 from __future__ import annotations
 
@@ -21,11 +22,53 @@ def photo(name: str) -> np.ndarray:
         img.astype(np.float32) / 255.0
 
 
-def exposure_pair(img: np.ndarray, stops: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def exposure_stack(img: np.ndarray, n: int, stops: float = 2.0) -> list[np.ndarray]:
+    """``n`` shots of ``img`` (in [0, 1], display gamma 2.2) from ``-stops`` to ``+stops`` EV,
+    evenly spaced, darkest first: linear light scaled by 2^EV and clipped."""
     lin = img.astype(np.float64) ** 2.2
-    under = np.clip(lin * 2.0 ** -stops, 0, 1) ** (1 / 2.2)
-    over = np.clip(lin * 2.0 ** stops, 0, 1) ** (1 / 2.2)
-    return under.astype(np.float32), over.astype(np.float32)
+    return [(np.clip(lin * 2.0 ** ev, 0, 1) ** (1 / 2.2)).astype(np.float32)
+            for ev in np.linspace(-stops, stops, n)]
+
+
+def exposure_pair(img: np.ndarray, stops: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """The two-shot :func:`exposure_stack` (-stops, +stops)."""
+    under, over = exposure_stack(img, 2, stops)
+    return under, over
+
+
+def depth_map(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A smooth random scene depth in [0, 1] (low-frequency noise, rank-normalised so every
+    depth is equally common)."""
+    h, w = shape
+    d = ndimage.gaussian_filter(rng.standard_normal((h, w)), min(h, w) / 6)
+    rank = np.empty(d.size)
+    rank[np.argsort(d, axis=None)] = np.arange(d.size)
+    return (rank / max(d.size - 1, 1)).reshape(h, w)
+
+
+def focus_stack(img: np.ndarray, depth: np.ndarray, n: int,
+                sigma: float = 3.0) -> list[np.ndarray]:
+    """``n`` focus slices of ``img``, nearest first: slice k is in focus over the depth band
+    [k / n, (k + 1) / n] (its depth of field), and a pixel at depth d outside it is blurred
+    with a Gaussian of sigma ``sigma`` times its distance to the band in bands, so every pixel
+    is sharp in the slice of its band."""
+    sig3 = (0,) if img.ndim == 3 else ()
+    levels = np.linspace(0, sigma * n, 2 * n + 1)  # the blurs a pixel can need, interpolated
+    blurred = np.stack([img if s == 0 else ndimage.gaussian_filter(img, (s, s, *sig3))
+                        for s in levels])
+    yy, xx = np.indices(depth.shape)
+    out = []
+    for k in range(n):
+        need = sigma * np.maximum(0.0, n * np.abs(depth - (k + 0.5) / n) - 0.5)
+        pos = np.clip(np.interp(need, levels, np.arange(len(levels))), 0, len(levels) - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, len(levels) - 1)
+        t = (pos - lo).astype(np.float32)
+        if img.ndim == 3:
+            t = t[..., None]
+        a, b = blurred[lo, yy, xx], blurred[hi, yy, xx]
+        out.append((a * (1 - t) + b * t).astype(np.float32))
+    return out
 
 
 def focus_pair(img: np.ndarray, mask: np.ndarray, sigma: float = 3.0):
@@ -67,26 +110,42 @@ def _blob_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return noise > 0  # irregular regions
 
 
-def write_photo_stacks(out_dir: str | Path, variants: int = 2, seed: int = 0) -> list[str]:
-    """Write exposure (MEF) and focus (MFF) pairs rendered from :data:`STACK_PHOTOS` in the
-    fusion-samples layout (``mef/{under,over}``, ``mff/{near,far}``); returns the pair names.
-    Deterministic in ``seed``."""
+MAX_SHOTS = 9
+
+
+def write_photo_stacks(out_dir: str | Path, variants: int = 2, seed: int = 0,
+                       shots: int = 2) -> list[str]:
+    """Write exposure (MEF) and focus (MFF) stacks rendered from :data:`STACK_PHOTOS`;
+    returns their names. Two shots: pairs in the fusion-samples layout (``mef/{under,over}``,
+    ``mff/{near,far}``), what ``mmaif synth`` trains on. More: the stack layout, one folder per
+    stack with its shots in order (``mef/<name>/shot_0.png`` darkest first,
+    ``mff/<name>/slice_0.png`` nearest first). Deterministic in ``seed``."""
     out = Path(out_dir)
-    for sub in ("mef/under", "mef/over", "mff/near", "mff/far"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    if shots == 2:
+        for sub in ("mef/under", "mef/over", "mff/near", "mff/far"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
     names = []
     for k, pname in enumerate(STACK_PHOTOS):
         img = _stack_photo(pname)
         for v in range(variants):
             rng = np.random.default_rng([seed, k, v])
             name = f"gen_{pname}_{v}"
-            u, o = exposure_pair(img, float(rng.uniform(1.0, 2.5)))
-            write_image(out / "mef" / "under" / f"{name}.png", u)
-            write_image(out / "mef" / "over" / f"{name}.png", o)
-            near, far = focus_pair(img, _blob_mask(img.shape[:2], rng),
-                                    float(rng.uniform(1.5, 4.0)))
-            write_image(out / "mff" / "near" / f"{name}.png", near)
-            write_image(out / "mff" / "far" / f"{name}.png", far)
+            stops = float(rng.uniform(1.0, 2.5))
+            if shots == 2:  # the pair draws stay as they were (the training data of the default)
+                u, o = exposure_pair(img, stops)
+                near, far = focus_pair(img, _blob_mask(img.shape[:2], rng),
+                                       float(rng.uniform(1.5, 4.0)))
+                files = {"mef/under": u, "mef/over": o, "mff/near": near, "mff/far": far}
+                for sub, x in files.items():
+                    write_image(out / sub / f"{name}.png", x)
+            else:
+                sigma = float(rng.uniform(1.5, 4.0))
+                exp = exposure_stack(img, shots, stops)
+                foc = focus_stack(img, depth_map(img.shape[:2], rng), shots, sigma)
+                for task, role, stack in (("mef", "shot", exp), ("mff", "slice", foc)):
+                    (out / task / name).mkdir(parents=True, exist_ok=True)
+                    for i, x in enumerate(stack):
+                        write_image(out / task / name / f"{role}_{i}.png", x)
             names += [f"mef/{name}", f"mff/{name}"]
     return names
 

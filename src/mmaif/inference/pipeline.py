@@ -13,6 +13,7 @@ tiles aligned to the tokenizer x patch grid, blended with linear ramps, so memor
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,10 @@ def _inside(spec: str, folder: Path) -> str:
 
 
 AUTO = "auto"  # the prompt that asks the detector what to fix
+# how a pair model fuses a stack of N images: "tree" fuses neighbours level by level
+# (s1+s2, s3+s4, ...), "chain" fuses a running result with the next image; N - 1 pair
+# fusions either way
+STACK_ORDERS = ("tree", "chain")
 
 class FusionPipeline:
     """Tokenizer + text encoder + model. ``objective`` is the model's own (``cfg.flow``): the
@@ -387,18 +392,77 @@ class FusionPipeline:
         found = self.detector.detect(xa, xb, task)
         return task, found, detections_prompt(task, found)
 
-    def __call__(self, a, b, prompt: str | None = None, task: str | None = None,
+    def fuse_stack(self, images, prompt: str | None = None, task: str | None = None,
+                   order: str = "tree", output: str = "pil", progress: bool = True,
+                   **kwargs):
+        """Fuse a stack of N >= 2 registered images (an exposure bracket, a focus stack) with
+        the pair model in N - 1 pair fusions (``order``: :data:`STACK_ORDERS`). Exposure shots
+        are sorted darkest first (the pair roles: a under-, b over-exposed); focus slices keep
+        the given order (nearest first). Every pair fusion takes ``prompt`` (``"auto"``:
+        detected for that pair), ``task`` (guessed once, from the darkest and brightest
+        image) and ``kwargs`` as :meth:`__call__`; intermediate results stay in float. Two
+        images give exactly the pair path ``self(a, b, ...)``. Returns what ``output`` asks
+        (``'pil'`` or ``'numpy'``), at the inputs' size."""
+        if order not in STACK_ORDERS:
+            raise InputError(f"order={order!r}; use one of {STACK_ORDERS}")
+        xs = [as_array(x) for x in images]
+        if len(xs) < 2:
+            raise InputError(f"a stack needs two or more images, got {len(xs)}")
+        bad = [k for k, x in enumerate(xs) if x.shape[:2] != xs[0].shape[:2]]
+        if bad:
+            k = bad[0]
+            raise InputError(f"image sizes differ: image 1 is {xs[0].shape[1]}x{xs[0].shape[0]}, "
+                             f"image {k + 1} is {xs[k].shape[1]}x{xs[k].shape[0]}")
+        if task is None:
+            from mmaif.data.pairs import guess_stack_task
+
+            task = guess_stack_task(xs)[0]
+        if task == "vif" and len(xs) > 2:
+            raise InputError(f"{len(xs)} images given: VIF fuses two (infrared, visible); "
+                             "stacks of three or more are MEF or MFF")
+        if task == "mef":
+            xs = sorted(xs, key=lambda x: float(x.mean()))
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(xs) - 1, desc=f"fuse {len(xs)} images", unit="pair", delay=2,
+                   file=sys.stderr, disable=not progress, leave=False)
+
+        def pair(x, y, last):
+            out = self(x, y, prompt, task, output=output if last else "numpy",
+                       progress=progress, **kwargs)
+            bar.update(1)
+            return out
+
+        with bar:
+            if order == "chain":
+                out = xs[0]
+                for k, x in enumerate(xs[1:], 2):
+                    out = pair(out, x, k == len(xs))
+                return out
+            level = xs
+            while len(level) > 1:
+                last = len(level) == 2
+                level = [pair(level[i], level[i + 1], last) for i in range(0, len(level) - 1, 2)] \
+                    + level[len(level) - len(level) % 2:]
+            return level[0]
+
+    def __call__(self, a, b=None, prompt: str | None = None, task: str | None = None,
                  steps: int = 8, sampler: str = "euler", shift: float = 1.0, seed: int = 0,
                  output: str = "pil", refine=None, t0: float = 0.5, **tiling):
         """Fuse ``a`` and ``b`` (roles as in the CLI). Returns a PIL image (``output='pil'``) or
         a float array in [0, 1] (``output='numpy'``) of the inputs' size. Lists of inputs (and
-        prompts) give lists of outputs. ``prompt="auto"`` fuses with the prompt the
-        degradations the detector finds call for (:meth:`detect`). ``task=None`` guesses it
-        from the pixels
-        (:func:`mmaif.data.pairs.guess_task`); it picks the default prompt, the words that
-        name the inputs in a prompt and, for a model with a teacher gate, the teacher. For flow
-        models, ``refine`` (an image, e.g. a regression model's output) starts the flow from
-        that image at time ``t0``."""
+        prompts) give lists of outputs; one list and no ``b`` is a stack of N images
+        (``pipe([s1, s2, s3], task="mef")``: :meth:`fuse_stack`). ``prompt="auto"`` fuses
+        with the prompt the degradations the detector finds call for (:meth:`detect`).
+        ``task=None`` guesses it from the pixels (:func:`mmaif.data.pairs.guess_task`); it
+        picks the default prompt, the words that name the inputs in a prompt and, for a model
+        with a teacher gate, the teacher. For flow models, ``refine`` (an image, e.g. a
+        regression model's output) starts the flow from that image at time ``t0``."""
+        if b is None:
+            if not isinstance(a, (list, tuple)):
+                raise InputError("give two images (a, b), or one list of N >= 2 images (a stack)")
+            return self.fuse_stack(a, prompt, task, output=output, steps=steps, sampler=sampler,
+                                   shift=shift, seed=seed, **tiling)
         if isinstance(a, (list, tuple)):
             prompts = prompt if isinstance(prompt, (list, tuple)) else [prompt] * len(a)
             return [self(x, y, p, task, steps, sampler, shift, seed, output, refine, t0,
