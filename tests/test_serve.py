@@ -76,6 +76,39 @@ def test_guess_task():
     assert guess_task(rgb, rgb[::-1].copy()) == "mff"
 
 
+def test_a_stack_of_shots_is_fused_whole(client, tmp_path):
+    """Further shots come as repeated ``more`` fields: the model and a classical method fuse
+    all of them; VIF stacks, mixed sizes, too many files and detecting a stack are errors."""
+    from mmaif.classical.fusion import fuse_stack
+
+    base = texture(45, 61, 3, seed=3)
+    shots = [np.clip(base * g, 0, 1).astype(np.float32) for g in (0.4, 1.0, 1.7)]
+    files = [("a", ("s0.png", png(shots[0]), "image/png")),
+             ("b", ("s1.png", png(shots[1]), "image/png")),
+             ("more", ("s2.png", png(shots[2]), "image/png"))]
+    for method in ("model", "mertens"):
+        r = client.post("/api/fuse", files=files, data={"method": method})
+        assert r.status_code == 200, r.text
+        assert r.headers["X-Mmaif-Inputs"] == "3" and r.headers["X-Mmaif-Task"] == "mef"
+        img = np.asarray(Image.open(io.BytesIO(r.content)), np.float32) / 255
+        assert img.shape == (45, 61, 3)
+    # the classical method fused all three (decoded as the server decodes them)
+    from mmaif.data.images import read_image
+
+    decoded = [read_image(save(tmp_path / f"{k}.png", x)).data for k, x in enumerate(shots)]
+    assert np.abs(img - fuse_stack(decoded, "mertens")).max() <= 0.5 / 255 + 1e-6
+    bad = [(client.post("/api/fuse", files=files, data={"task": "vif"}), "VIF fuses two"),
+           (client.post("/api/fuse", files=[*files, ("more", ("x.png", png(IR[:20]),
+                                                               "image/png"))]),
+            "sizes differ"),
+           (client.post("/api/fuse", files=files + [("more", ("s.png", png(shots[0]),
+                                                              "image/png"))] * 8),
+            "too many file fields"),
+           (client.post("/api/detect", files=files), "reads a pair")]
+    for r, words in bad:
+        assert r.status_code == 400 and words in r.json()["error"], r.text
+
+
 def test_errors_are_one_line_json_and_the_server_keeps_answering(client):
     cases = [
         (fuse(client, a=b"this is not an image\n"), 400, "not a readable image"),

@@ -161,7 +161,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_stacks(args: argparse.Namespace) -> int:
-    from mmaif.data.stacks import MAX_SHOTS, write_photo_stacks
+    from mmaif.data.pairs import MAX_SHOTS
+    from mmaif.data.stacks import write_photo_stacks
     from mmaif.synthesis.synth import prepare_out
 
     if args.variants < 1:

@@ -169,6 +169,7 @@ class Stack:
 
 
 STACK_TASKS = ("mef", "mff")
+MAX_SHOTS = 9  # the most images a stack may have (CLI, server, mmaif stacks)
 
 
 def _natural(p: Path) -> list:

@@ -110,9 +110,6 @@ def _blob_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return noise > 0  # irregular regions
 
 
-MAX_SHOTS = 9
-
-
 def write_photo_stacks(out_dir: str | Path, variants: int = 2, seed: int = 0,
                        shots: int = 2) -> list[str]:
     """Write exposure (MEF) and focus (MFF) stacks rendered from :data:`STACK_PHOTOS`;

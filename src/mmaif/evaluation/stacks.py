@@ -18,8 +18,14 @@ import numpy as np
 
 from mmaif.classical.fusion import fuse_stack
 from mmaif.data.images import fit_within, read_image, resize_to
-from mmaif.data.pairs import STACK_TASKS, discover_pairs, read_names_file, select_pairs
-from mmaif.data.stacks import MAX_SHOTS, depth_map, exposure_stack, focus_stack
+from mmaif.data.pairs import (
+    MAX_SHOTS,
+    STACK_TASKS,
+    discover_pairs,
+    read_names_file,
+    select_pairs,
+)
+from mmaif.data.stacks import depth_map, exposure_stack, focus_stack
 from mmaif.errors import UsageError
 from mmaif.evaluation.evaluate import bootstrap_ci
 from mmaif.evaluation.metrics import psnr_gt

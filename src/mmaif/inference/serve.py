@@ -4,10 +4,11 @@ classical method. Starlette + uvicorn; binds 127.0.0.1 unless told otherwise.
 API:
 
 - ``GET /api/health`` -> ``{"status": "ok", "model": ..., "version": ...}``
-- ``POST /api/fuse`` (multipart: ``a``, ``b`` image files; optional ``task`` = auto | vif |
-  mef | mff, ``prompt`` ("auto": the detector's sentence), ``method`` = model | gff | mertens
-  | laplacian) -> ``image/png`` at the inputs' size; headers ``X-Mmaif-Task``,
-  ``X-Mmaif-Prompt``, ``X-Mmaif-Seconds``.
+- ``POST /api/fuse`` (multipart: ``a``, ``b`` image files; optional ``more`` (repeated: the
+  further shots of an exposure bracket or focus stack, MEF / MFF, nine images in all at
+  most), ``task`` = auto | vif | mef | mff, ``prompt`` ("auto": the detector's sentence),
+  ``method`` = model | gff | mertens | laplacian) -> ``image/png`` at the inputs' size;
+  headers ``X-Mmaif-Task``, ``X-Mmaif-Prompt``, ``X-Mmaif-Seconds``, ``X-Mmaif-Inputs``.
 - ``POST /api/detect`` (``a``, ``b``, optional ``task``) -> ``{"task", "a": [{"type",
   "severity", "p"}, ...], "b": [...], "prompt"}`` (as ``mmaif detect --json``); 404 when the
   model has no detector.
@@ -34,10 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from mmaif import __version__
+from mmaif.data.pairs import MAX_SHOTS
 from mmaif.errors import InputError
 
 log = logging.getLogger("mmaif.serve")
 METHODS = ("model", "gff", "mertens", "laplacian")
+
 TASKS = ("auto", "vif", "mef", "mff")
 
 
@@ -47,11 +50,12 @@ class HTTPError(Exception):
         self.status, self.message = status, message
 
 
-def guess_task(a: np.ndarray, b: np.ndarray) -> str:
-    """The task of a pair from its pixels (:func:`mmaif.data.pairs.guess_task`)."""
-    from mmaif.data.pairs import guess_task as guess
+def guess_task(*images: np.ndarray) -> str:
+    """The task of a pair or stack from its pixels (:func:`mmaif.data.pairs.guess_stack_task`:
+    for a pair, :func:`~mmaif.data.pairs.guess_task`)."""
+    from mmaif.data.pairs import guess_stack_task
 
-    return guess(a, b)[0]
+    return guess_stack_task(list(images))[0]
 
 
 def _decode(data: bytes, field: str, filename: str, max_pixels: int):
@@ -91,26 +95,31 @@ class Fuser:
 
     def fuse(self, files: dict[str, tuple[bytes, str]], task: str, prompt: str | None,
              method: str) -> tuple[bytes, dict[str, str]]:
-        from mmaif.classical.fusion import fuse_arrays
+        """``files``: a, b and, for a stack, more_0, more_1, ... (in order)."""
+        from mmaif.classical.fusion import fuse_stack
         from mmaif.data.images import encode_image
         from mmaif.inference.pipeline import default_prompt
 
         if method not in METHODS:
             raise HTTPError(400, f"method {method!r}: use one of {', '.join(METHODS)}")
-        a, b, task = self._pair(files, task)
+        pics, task = self._images(files, task)
+        data = [p.data for p in pics]
         t0 = time.perf_counter()
         if method == "model":
             prompt = default_prompt(task) if not (prompt or "").strip() else prompt.strip()
-            if prompt == "auto":  # the detector's sentence, reported in the header
-                prompt = self._detect(a, b, task)[2]
-            fused = self.pipe(a.data, b.data, prompt=prompt, task=task, output="numpy")
+            if prompt == "auto" and len(data) == 2:  # the detector's sentence, in the header
+                prompt = self._detect(*pics, task)[2]
+            fused = self.pipe(data, prompt=prompt, task=task, output="numpy") \
+                if len(data) > 2 else self.pipe(*data, prompt=prompt, task=task, output="numpy")
         else:
             prompt = ""
-            fused = fuse_arrays(a.data, b.data, method)
+            fused = fuse_stack(data, method)
         seconds = time.perf_counter() - t0
-        log.info("fused task=%s method=%s %.3fs prompt=%r", task, method, seconds, prompt)
+        log.info("fused task=%s method=%s inputs=%d %.3fs prompt=%r", task, method, len(data),
+                 seconds, prompt)
         headers = {"X-Mmaif-Task": task, "X-Mmaif-Method": method,
-                   "X-Mmaif-Seconds": f"{seconds:.3f}", **prompt_headers(prompt)}
+                   "X-Mmaif-Seconds": f"{seconds:.3f}", "X-Mmaif-Inputs": str(len(data)),
+                   **prompt_headers(prompt)}
         return encode_image(fused, ".png"), headers
 
     def detect(self, files: dict[str, tuple[bytes, str]], task: str) -> dict:
@@ -121,17 +130,32 @@ class Fuser:
         return detections_json(*self._detect(*self._pair(files, task)))
 
     def _pair(self, files: dict[str, tuple[bytes, str]], task: str):
-        """(a, b, task) of an upload: the task checked (``auto`` guessed), both images
-        decoded within the pixel limit and of one size."""
+        """(a, b, task) of a two-image upload (:meth:`_images`)."""
+        pics, task = self._images(files, task)
+        if len(pics) > 2:
+            raise HTTPError(400, "the detector reads a pair; send a and b only")
+        return (*pics, task)
+
+    def _images(self, files: dict[str, tuple[bytes, str]], task: str):
+        """([a, b, more...], task) of an upload: the task checked (``auto`` guessed from the
+        darkest and brightest image), every image decoded within the pixel limit and of one
+        size; three or more only for MEF / MFF."""
         if task not in TASKS:
             raise HTTPError(400, f"task {task!r}: use one of {', '.join(TASKS)}")
-        a, b = (_decode(files[k][0], k, files[k][1], self.max_pixels) for k in ("a", "b"))
-        if a.size != b.size:
-            raise HTTPError(400, f"image sizes differ: a is {a.size[0]}x{a.size[1]}, b is "
-                            f"{b.size[0]}x{b.size[1]}; upload a registered pair of one size")
-        return a, b, guess_task(a.data, b.data) if task == "auto" else task
+        if len(files) > 2 and task == "vif":
+            raise HTTPError(400, f"{len(files)} images sent: VIF fuses two (infrared, visible); "
+                            "stacks of three or more are MEF or MFF")
+        pics = [_decode(data, k, name, self.max_pixels) for k, (data, name) in files.items()]
+        names = list(files)
+        for k, p in zip(names[1:], pics[1:], strict=True):
+            if p.size != pics[0].size:
+                raise HTTPError(400, f"image sizes differ: a is {pics[0].size[0]}x"
+                                f"{pics[0].size[1]}, {k} is {p.size[0]}x{p.size[1]}; upload "
+                                "registered images of one size")
+        return pics, guess_task(*(p.data for p in pics)) if task == "auto" else task
 
     def _detect(self, a, b, task: str):
+        """(task, detections, prompt) of a decoded pair."""
         if self.pipe.detector is None:
             raise HTTPError(404, "this model has no degradation detector; write the "
                             "instruction yourself")
@@ -198,16 +222,18 @@ async def _health(request):
 
 
 async def _read_form(request, sv: _Service):
-    """(files {a, b: (bytes, name)}, task, prompt or None, method), or an error response."""
+    """(files {a, b, more_0, ...: (bytes, name)}, task, prompt or None, method), or an error
+    response."""
     try:
-        async with request.form(max_files=2, max_fields=8,
+        async with request.form(max_files=MAX_SHOTS, max_fields=8,
                                 max_part_size=MAX_PROMPT_CHARS * 4) as form:
             files = {}
-            for key in ("a", "b"):
-                item = form.get(key)
+            items = [("a", form.get("a")), ("b", form.get("b"))] + \
+                [(f"more_{k}", it) for k, it in enumerate(form.getlist("more"))]
+            for key, item in items:
                 if item is None or isinstance(item, str):
                     return _error(400, f"missing image file field {key!r} (multipart "
-                                  "fields: a, b, and optional task, prompt, method)")
+                                  "fields: a, b, and optional more, task, prompt, method)")
                 check_filename(key, item.filename)
                 data = await item.read()
                 if len(data) > sv.limit:
@@ -221,7 +247,8 @@ async def _read_form(request, sv: _Service):
     except Exception as exc:  # malformed multipart bodies
         text = str(exc).lower()
         if "maximum number of files" in text:
-            return _error(400, "too many file fields: send exactly two images, a and b")
+            return _error(400, f"too many file fields: send two images (a, b), or up to "
+                          f"{MAX_SHOTS} shots of a stack (a, b, more, more, ...)")
         if "part exceeded maximum size" in text or "max_part_size" in text:
             return _error(413, f"a text field is over {MAX_PROMPT_CHARS * 4} bytes; prompts "
                           f"may have at most {MAX_PROMPT_CHARS} characters")
