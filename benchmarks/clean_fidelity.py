@@ -2,6 +2,7 @@
 
     python benchmarks/clean_fidelity.py [--data ../shared/fusion-samples]
                                         [--pairs splits/fusion_samples_dev.txt] [--model DIR]
+                                        [--prompt auto]
 
 Prints, per pair and per task, PSNR against the teacher's fusion of the clean pair (GFF for
 VIF and MFF, Mertens for MEF: the training ground truth) for the model, for the plain mean of
@@ -26,8 +27,10 @@ def main() -> None:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "fusion-samples"))
     ap.add_argument("--pairs", default=str(REPO / "splits" / "fusion_samples_dev.txt"))
     ap.add_argument("--model", help="model folder (default: the shipped one)")
+    ap.add_argument("--prompt", help="the model's prompt (default: the task's; 'auto': what "
+                    "its detector finds on the clean pair)")
     args = ap.parse_args()
-    rows = clean_fidelity(args.data, args.pairs, args.model)
+    rows = clean_fidelity(args.data, args.pairs, args.model, prompt=args.prompt)
     print(f"{'pair':28s} {'model':>7s} {'mean':>7s} {'gff':>7s}  (PSNR vs teacher, dB)")
     def db(v: float) -> str:  # GFF is the teacher for VIF and MFF: identical, infinite PSNR
         return "= GT" if np.isinf(v) else f"{v:.2f}"

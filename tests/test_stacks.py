@@ -138,7 +138,7 @@ def test_rendered_stacks_are_found_and_fused_folder_by_folder(cli, tmp_path):
     with pytest.raises(InputError, match="VIF fuses pairs"):
         discover_stacks(root, "vif")
     code, _, err = cli("fuse", tmp_path / "out", "-o", tmp_path / "o2")  # images, no folders
-    assert code == 2 and "no known dataset layout" in err
+    assert code == 2 and "no known dataset layout" in err and "nor stack folders" in err
 
 
 def test_eval_on_stacks_scores_n_shots_against_the_teacher_on_n(cli, src, tmp_path):

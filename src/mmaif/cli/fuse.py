@@ -257,7 +257,8 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         try:  # one folder of images per stack (an exposure bracket, a focus stack)
             layout, stacks = discover_stacks(root, args.task)
         except InputError:
-            raise no_pairs from None
+            raise InputError(f"{no_pairs}; nor stack folders (a folder of two or more images "
+                             "per exposure bracket or focus stack)") from None
         jobs = [(st.name, st.files, st.task) for st in stacks]
         unit = "stack"
     ext = args.ext or ".png"
