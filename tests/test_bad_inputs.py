@@ -215,7 +215,7 @@ def test_server_header_and_form_limits():
     assert r.status_code == 413 and str(MAX_PROMPT_CHARS) in r.json()["error"]
     three = {**files, "c": ("c.png", png(VI), "image/png")}
     r = client.post("/api/fuse", files=three, data={"method": "gff"})
-    assert r.status_code == 400 and "exactly two images" in r.json()["error"]
+    assert r.status_code == 400 and "unknown file field 'c'" in r.json()["error"]
     body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"; filename=\"a\x00.png\"\r\n"
             b"Content-Type: image/png\r\n\r\n" + png(IR) + b"\r\n--XyZ\r\nContent-Disposition: "
             b"form-data; name=\"b\"; filename=\"b.png\"\r\nContent-Type: image/png\r\n\r\n"

@@ -228,6 +228,11 @@ async def _read_form(request, sv: _Service):
         async with request.form(max_files=MAX_SHOTS, max_fields=8,
                                 max_part_size=MAX_PROMPT_CHARS * 4) as form:
             files = {}
+            other = sorted({k for k, v in form.multi_items()
+                            if not isinstance(v, str) and k not in ("a", "b", "more")})
+            if other:
+                return _error(400, f"unknown file field {other[0]!r}: send the images as a, b "
+                              "and, for a stack's further shots, more (repeated)")
             items = [("a", form.get("a")), ("b", form.get("b"))] + \
                 [(f"more_{k}", it) for k, it in enumerate(form.getlist("more"))]
             for key, item in items:
