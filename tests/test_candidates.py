@@ -26,7 +26,7 @@ from mmaif.training.data import add_candidates
 from .conftest import perturb, small, texture
 
 GATES = dict(fix_gates=True, teacher_gate=True)
-ALL = dict(fix_gates=True, teacher_gate=True, tone=True)
+ALL = dict(fix_gates=True, teacher_gate=True, tone=True, global_tone=True)
 
 
 @pytest.mark.parametrize("task", ["vif", "mef", "mff"])
@@ -102,7 +102,8 @@ def test_warm_start_from_a_model_without_gates_is_exact(tmp_path):
     tok = PixelTokenizer()
     old = perturb(FusionDiT(tiny_full()))
     save_model(old, tmp_path / "old")
-    for kw in (dict(fix_gates=True), dict(teacher_gate=True), dict(tone=True), GATES, ALL):
+    for kw in (dict(fix_gates=True), dict(teacher_gate=True), dict(tone=True),
+               dict(global_tone=True), GATES, ALL):
         new = FusionDiT(tiny_full(**kw))
         assert warm_start(new, tmp_path / "old") == len(old.state_dict())
         a, b, fa, fb, ts = _batch()
@@ -149,6 +150,22 @@ def test_gradients_reach_every_new_parameter():
         assert rows[:, :, ch].abs().sum() > 0, ch
     k_old = len(model.cfg.evidence) * 2 * model.cfg.evidence_f ** 2
     assert model.evidence.embed.weight.grad[:, k_old:].abs().sum() > 0  # candidates' evidence
+    assert (model.global_tone.weight.grad.abs().sum(1) > 0).all()  # every global gain, offset
+
+
+def test_global_tone_inverts_a_global_contrast_change():
+    """A per-input affine map of the whole image (low contrast, exposure) is undone exactly by
+    the global tone's gain and offset: with weights 1, 0 the output is a * (1 + g) + o."""
+    a, b, *_ = _batch(16, 16, seed=5)
+    low = 0.5 * a - 0.1                                  # contrast halved, darker
+    pred = torch.zeros(2, 192 + 2, 2, 2)
+    pred[:, 192] = 20.0                                  # all weight on a
+    g = torch.zeros(2, 2, 2, 3)                          # (B, gain|offset, input, RGB)
+    g[:, 0, 0], g[:, 1, 0] = 1.0, 0.2                    # (1 + 1) * low + 0.2 = a
+    out = fullres_parts(pred, [low, b], 8, global_tone=g.view(2, 12))["out"]
+    assert torch.allclose(out, a, atol=1e-5)
+    with pytest.raises(InputError, match="fullres"):
+        DiTConfig(head="latent", global_tone=True)
 
 
 def test_gates_select_the_candidates():

@@ -65,6 +65,7 @@ class DiTConfig:
     teacher_gate: bool = False      # a gate toward the teacher's fusion of the fixes
     teacher_named: bool = False     # ... only where the prompt names a degradation (else closed)
     tone: bool = False              # per cell, a gain per input and channel, an offset per channel
+    global_tone: bool = False       # per input and channel, one gain and offset for the image
 
     def __post_init__(self):
         self.ape_grid = tuple(self.ape_grid)
@@ -87,9 +88,10 @@ class DiTConfig:
                              "head: latent with flow")
         if self.teacher_named and not self.teacher_gate:
             raise InputError("config: teacher_named needs teacher_gate: true")
-        if (self.fix_gates or self.teacher_gate or self.tone) and self.head != "fullres":
-            raise InputError("config: fix_gates / teacher_gate / tone belong to the fullres "
-                             "head; use head: fullres")
+        if (self.fix_gates or self.teacher_gate or self.tone or self.global_tone) \
+                and self.head != "fullres":
+            raise InputError("config: fix_gates / teacher_gate / tone / global_tone belong to "
+                             "the fullres head; use head: fullres")
         if not 1 <= self.top_k <= self.n_experts:
             raise InputError("config: top_k must be in 1..n_experts")
 
@@ -527,6 +529,8 @@ class FusionDiT(nn.Module):
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = AdaLN(d, 2, cfg.adaln, cfg.adaln_rank)
         self.out = nn.Linear(d, p * p * cfg.out_channels)
+        # per input and channel a gain and an offset for the whole image (from the mean token)
+        self.global_tone = nn.Linear(d, 6 * cfg.n_inputs) if cfg.global_tone else None
         self.initialize()
 
     def initialize(self) -> None:
@@ -552,6 +556,9 @@ class FusionDiT(nn.Module):
         if self.evidence is not None:  # zero: adding the path changes nothing at first
             nn.init.zeros_(self.evidence.embed.weight)
             nn.init.zeros_(self.evidence.embed.bias)
+        if self.global_tone is not None:  # zero: gain 1, offset 0
+            nn.init.zeros_(self.global_tone.weight)
+            nn.init.zeros_(self.global_tone.bias)
 
     def forward(self, cond: torch.Tensor, text: torch.Tensor, t: torch.Tensor | None = None,
                 x_t: torch.Tensor | None = None,
@@ -587,10 +594,14 @@ class FusionDiT(nn.Module):
                 v_first = v
             balance.append(aux)
         sh, sc = self.ada_out(c)
-        x = self.out(modulate(self.norm_out(x), sh, sc))           # (B, N, p*p*C)
+        feat = modulate(self.norm_out(x), sh, sc)
+        x = self.out(feat)                                         # (B, N, p*p*C)
         x = x.view(b, h, w, p, p, cfg.out_channels).permute(0, 5, 1, 3, 2, 4)
         out = x.reshape(b, cfg.out_channels, hh, ww)
-        return out, {"balance": torch.stack(balance).mean()}
+        aux = {"balance": torch.stack(balance).mean()}
+        if self.global_tone is not None:  # (B, 6 n): the gains (n x RGB), then the offsets
+            aux["global_tone"] = self.global_tone(feat.mean(dim=1))
+        return out, aux
 
     def param_counts(self) -> dict[str, int]:
         """Total parameters and parameters active per token (shared + top-k routed experts)."""
@@ -647,6 +658,10 @@ class FusionDiT(nn.Module):
                         pad[:, b:b + f2] = src[:, a:a + f2]
                 out[key] = pad
         return out
+
+
+# modules a warm start may lack: zero-initialised, so adding them changes nothing at first
+ZERO_INIT_MODULES = ("evidence.", "global_tone.")
 
 
 def _match_kinds(old: list[str], new: list[str]) -> list[int] | None:

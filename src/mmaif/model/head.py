@@ -25,13 +25,16 @@ def latent_output(out: torch.Tensor, cond: torch.Tensor, cfg: DiTConfig) -> torc
 def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
                   fixes: list[torch.Tensor] | None = None,
                   teacher: torch.Tensor | None = None, tone: bool = False,
-                  teacher_on: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  teacher_on: torch.Tensor | None = None,
+                  global_tone: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Image from a 'fullres' prediction (B, out_channels, h, w; channels as
     :meth:`DiTConfig.head_channels`) and the full-resolution inputs (each (B, C, h*f, w*f), in
     [-1, 1]), with what it is made of:
 
     - ``restored``: each input moved toward its classical fix (``fixes``) by a gate in [0, 1]
-      (``r = clamp(logit, 0, 1)``, on the token grid, upsampled bilinearly);
+      (``r = clamp(logit, 0, 1)``, on the token grid, upsampled bilinearly), then, with
+      ``global_tone`` ((B, 6 n): per input and channel a gain, then per input and channel an
+      offset, for the whole image), times (1 + its gain) plus its offset;
     - with ``tone``: each restored input times (1 + its gain), per cell and channel
       (HDRNet-like local affine; Gharbi et al. 2017), and an offset per channel added after the
       blend;
@@ -60,6 +63,10 @@ def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
         restored = [x + gates[:, i:i + 1] * (fx - x)
                     for i, (x, fx) in enumerate(zip(inputs, fixes, strict=True))]
         parts["fix_gates"] = gates
+    if global_tone is not None:
+        g = global_tone.to(dt).view(-1, 2, n, 3, 1, 1)
+        restored = [x * (1 + g[:, 0, i]) + g[:, 1, i] for i, x in enumerate(restored)]
+        parts["global_gains"] = g[:, 0]
     w = parts["weights"]
     toned = restored
     offset = 0
@@ -83,9 +90,10 @@ def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
 def fullres_output(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
                    fixes: list[torch.Tensor] | None = None,
                    teacher: torch.Tensor | None = None, tone: bool = False,
-                   teacher_on: torch.Tensor | None = None) -> torch.Tensor:
+                   teacher_on: torch.Tensor | None = None,
+                   global_tone: torch.Tensor | None = None) -> torch.Tensor:
     """The image of :func:`fullres_parts`."""
-    return fullres_parts(pred, inputs, f, fixes, teacher, tone, teacher_on)["out"]
+    return fullres_parts(pred, inputs, f, fixes, teacher, tone, teacher_on, global_tone)["out"]
 
 
 # ----------------------------------------------------------------------- distillation
@@ -161,6 +169,8 @@ def head_distill(parts: dict, logits: torch.Tensor, gt: torch.Tensor, f: int,
     if "fix_gates" in parts:
         gain = [1 + parts["gains"][:, 3 * i:3 * i + 3].detach() for i in range(n)] \
             if "gains" in parts else [1] * n
+        if "global_gains" in parts:  # the fix's share passes the global gain too
+            gain = [gi * (1 + parts["global_gains"][:, i].detach()) for i, gi in enumerate(gain)]
         for i, name in enumerate(("a", "b")[:n]):
             # out = rest + r_i * d: the restored input's share of the blend (after its tone),
             # times what the teacher gate leaves of the blend

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mmaif.errors import InputError
-from mmaif.model.dit import FusionDiT
+from mmaif.model.dit import ZERO_INIT_MODULES, FusionDiT
 from mmaif.model.storage import CKPT_FILES, load_weights, sha256_file
 from mmaif.training.config import TrainConfig
 
@@ -22,9 +22,9 @@ from mmaif.training.config import TrainConfig
 def warm_start(model: FusionDiT, path: str | Path) -> int:
     """Load the weights of a saved pipeline folder or a run folder (its EMA) into ``model``.
     Parameters the source lacks must belong to zero-initialised paths added since (the
-    evidence path; gate and tone channels of the head and evidence of the candidates, padded
-    by :meth:`FusionDiT.adapt_state`), so the warm-started model computes what the source
-    computed. Returns the number of tensors loaded."""
+    evidence path, the global tone: ``ZERO_INIT_MODULES``; gate and tone channels of the head
+    and evidence of the candidates, padded by :meth:`FusionDiT.adapt_state`), so the
+    warm-started model computes what the source computed. Returns the number of tensors loaded."""
     p = Path(path)
     try:
         w = load_weights(p)
@@ -32,7 +32,7 @@ def warm_start(model: FusionDiT, path: str | Path) -> int:
         raise InputError(f"init_from {exc}") from None
     state = model.adapt_state(w.state, w.config)
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith("evidence.")]
+    missing = [k for k in own if k not in state and not k.startswith(ZERO_INIT_MODULES)]
     extra = [k for k in state if k not in own]
     shape = [k for k in state if k in own and state[k].shape != own[k].shape]
     if missing or extra or shape:

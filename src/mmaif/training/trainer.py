@@ -101,13 +101,16 @@ class _Logger:
 
 
 def param_groups(model: FusionDiT, head_lr: float) -> list[dict]:
-    """The optimizer's parameter groups: one, or with ``head_lr`` != 1 the output layer apart,
-    its learning rate multiplied by ``head_lr`` (the ``lr_mult`` the schedule reads)."""
+    """The optimizer's parameter groups: one, or with ``head_lr`` != 1 the output layers (the
+    head's, the global tone's) apart, their learning rate multiplied by ``head_lr`` (the
+    ``lr_mult`` the schedule reads)."""
     if head_lr == 1.0:
         return [{"params": list(model.parameters())}]
-    head = {id(p) for p in model.out.parameters()}
-    return [{"params": [p for p in model.parameters() if id(p) not in head]},
-            {"params": list(model.out.parameters()), "lr_mult": head_lr}]
+    head = [*model.out.parameters(),
+            *(model.global_tone.parameters() if model.global_tone is not None else ())]
+    ids = {id(p) for p in head}
+    return [{"params": [p for p in model.parameters() if id(p) not in ids]},
+            {"params": head, "lr_mult": head_lr}]
 
 
 def _sample_grid(path: Path, batch: dict, pred: torch.Tensor) -> None:
