@@ -17,10 +17,9 @@ PARTIAL_EXIT = 3  # folder mode: some pairs fused, some failed (failed.txt says 
 def add_parsers(sub) -> None:
     from mmaif.classical.fusion import COLOUR_MODES, METHODS
     from mmaif.data.images import BYTES_PER_PIXEL, fitting_max_pixels
-    from mmaif.inference.pipeline import STACK_ORDERS
 
     max_px = fitting_max_pixels()
-    from mmaif.data.pairs import TASKS
+    from mmaif.data.pairs import STACK_ORDERS, TASKS
 
     f = sub.add_parser("fuse", help="fuse a pair of images, or every pair of a dataset folder",
                        epilog=EPILOG_FUSE, formatter_class=argparse.RawDescriptionHelpFormatter)

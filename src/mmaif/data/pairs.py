@@ -170,6 +170,10 @@ class Stack:
 
 STACK_TASKS = ("mef", "mff")
 MAX_SHOTS = 9  # the most images a stack may have (CLI, server, mmaif stacks)
+# how a pair model fuses a stack of N images (FusionPipeline.fuse_stack): "tree" fuses
+# neighbours level by level (s1+s2, s3+s4, ...), "chain" a running result with the next
+# image; N - 1 pair fusions either way
+STACK_ORDERS = ("tree", "chain")
 
 
 def _natural(p: Path) -> list:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mmaif.classical.fusion import fuse_stack
-from mmaif.data.images import fit_within, read_image, resize_to
+from mmaif.data.images import fit_within, read_image, resize_to, to_rgb
 from mmaif.data.pairs import (
     MAX_SHOTS,
     STACK_TASKS,
@@ -57,9 +57,8 @@ def scenes(root: str | Path, names_file: str | None = None, max_side: int = 512
         a, b = read_image(p.a).data, read_image(p.b).data
         scene = fuse_stack([a, b], DEFAULT_TEACHERS[p.task])
         size = fit_within(scene.shape, max_side)
-        scene = np.clip(resize_to(scene, size) if size else scene, 0, 1).astype(np.float32)
-        if scene.ndim == 2:
-            scene = np.repeat(scene[..., None], 3, -1)
+        scene = to_rgb(np.clip(resize_to(scene, size) if size else scene, 0, 1)
+                       .astype(np.float32))
         out.append((p.name, p.task, scene))
     if not out:
         raise UsageError(f"{root}: no MEF or MFF pairs to render stacks from")

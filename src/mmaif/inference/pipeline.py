@@ -21,6 +21,7 @@ import torch
 
 from mmaif.data.degrade.pipeline import TASK_PROMPTS, default_prompt
 from mmaif.data.images import atomic_write_bytes, read_image, to_gray, to_rgb, unit_pixels
+from mmaif.data.pairs import STACK_ORDERS
 from mmaif.errors import InputError
 from mmaif.model.components import Components
 from mmaif.model.dit import FusionDiT
@@ -134,10 +135,7 @@ def _inside(spec: str, folder: Path) -> str:
 
 
 AUTO = "auto"  # the prompt that asks the detector what to fix
-# how a pair model fuses a stack of N images: "tree" fuses neighbours level by level
-# (s1+s2, s3+s4, ...), "chain" fuses a running result with the next image; N - 1 pair
-# fusions either way
-STACK_ORDERS = ("tree", "chain")
+
 
 class FusionPipeline:
     """Tokenizer + text encoder + model. ``objective`` is the model's own (``cfg.flow``): the
