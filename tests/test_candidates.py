@@ -166,6 +166,15 @@ def test_global_tone_inverts_a_global_contrast_change():
     assert torch.allclose(out, a, atol=1e-5)
     with pytest.raises(InputError, match="fullres"):
         DiTConfig(head="latent", global_tone=True)
+    # its distillation target is that gain and offset: near zero there, large at zero
+    terms = {}
+    for name, gt_ in (("right", g), ("zero", torch.zeros_like(g))):
+        gtone = gt_.view(2, 12)
+        parts = fullres_parts(pred, [low, b], 8, global_tone=gtone)
+        fp = {**parts, "inputs": [low, b]}
+        terms[name] = head_distill(fp, pred[:, 192:], a, 8, 0.05,
+                                   gtone)["distill_global_tone"].item()
+    assert terms["right"] < 0.01 < 0.1 < terms["zero"], terms
 
 
 def test_gates_select_the_candidates():

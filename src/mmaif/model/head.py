@@ -65,8 +65,8 @@ def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
         parts["fix_gates"] = gates
     if global_tone is not None:
         g = global_tone.to(dt).view(-1, 2, n, 3, 1, 1)
+        parts.update(fixed=restored, global_gains=g[:, 0], global_offsets=g[:, 1])
         restored = [x * (1 + g[:, 0, i]) + g[:, 1, i] for i, x in enumerate(restored)]
-        parts["global_gains"] = g[:, 0]
     w = parts["weights"]
     toned = restored
     offset = 0
@@ -134,6 +134,23 @@ def gate_distill_loss(logit: torch.Tensor, target: torch.Tensor,
     return ((logit.float() - target).abs() * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def affine_targets(feats: list[torch.Tensor], resid: torch.Tensor, block,
+                   ridge: float = 0.01) -> torch.Tensor:
+    """Ridge least squares per block and channel for an output that is linear in k
+    parameters, ``y = rest + sum_j theta_j * feats_j`` (each feature (B, C, H, W), or
+    broadcastable to ``resid``): the thetas that bring y closest to the GT (``resid = gt -
+    rest``), shrunk toward 0 by ``ridge`` (squared [-1, 1] units per pixel). ``block``: the
+    block size (an int, or (h, w): the whole image). Returns (B, C, k, H/bh, W/bw)."""
+    feats = [fi.float().expand_as(resid) for fi in feats]
+    k = len(feats)
+    a = torch.stack([torch.stack([F.avg_pool2d(fi * fj, block) for fj in feats], -1)
+                     for fi in feats], -2)                          # (B, C, h, w, k, k)
+    rhs = torch.stack([F.avg_pool2d(fi * resid.float(), block) for fi in feats], -1)
+    a = a + ridge * torch.eye(k, device=a.device)
+    theta = torch.linalg.solve(a, rhs[..., None])[..., 0]           # (B, C, h, w, k)
+    return theta.permute(0, 1, 4, 2, 3)
+
+
 def tone_targets(us: list[torch.Tensor], keep: torch.Tensor | float, resid: torch.Tensor,
                  f: int, ridge: float = 0.01) -> torch.Tensor:
     """Ridge least-squares tone per f x f block and channel for an output that is affine in
@@ -141,23 +158,18 @@ def tone_targets(us: list[torch.Tensor], keep: torch.Tensor | float, resid: torc
     (B, C, H, W)): the gains g_i and offset o that bring y closest to the GT (``resid = gt -
     rest``), shrunk toward 0 (no change) by ``ridge`` (in squared [-1, 1] units per pixel).
     Returns (B, C, n + 1, H/f, W/f): the n gains, then the offset."""
-    keep = torch.as_tensor(keep, dtype=torch.float32, device=resid.device).expand_as(resid)
-    feats = [u.float() for u in us] + [keep.float()]
-    k = len(feats)
-    a = torch.stack([torch.stack([F.avg_pool2d(fi * fj, f) for fj in feats], -1)
-                     for fi in feats], -2)                          # (B, C, h, w, k, k)
-    rhs = torch.stack([F.avg_pool2d(fi * resid.float(), f) for fi in feats], -1)
-    a = a + ridge * torch.eye(k, device=a.device)
-    theta = torch.linalg.solve(a, rhs[..., None])[..., 0]           # (B, C, h, w, k)
-    return theta.permute(0, 1, 4, 2, 3)
+    keep = torch.as_tensor(keep, dtype=torch.float32, device=resid.device)
+    return affine_targets([*us, keep], resid, f, ridge)
 
 
 def head_distill(parts: dict, logits: torch.Tensor, gt: torch.Tensor, f: int,
-                 min_diff: float) -> dict[str, torch.Tensor]:
+                 min_diff: float, global_tone: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
     """Distillation terms of the fullres head, each toward least-squares targets given the
     head's other (detached) outputs: blend weights over the restored inputs, each fix gate,
-    the teacher gate, the tone (ridge). ``logits``: the head's channels after the residual, in
-    :meth:`DiTConfig.head_channels` order."""
+    the teacher gate, the tone (ridge), the global tone (ridge, over the whole image).
+    ``logits``: the head's channels after the residual, in :meth:`DiTConfig.head_channels`
+    order; ``global_tone``: the model's global tone output (B, 6 n)."""
     restored = [x.detach() for x in parts["restored"]]
     n = len(restored)
     target, mask = blend_targets(restored[0], restored[1], gt, f, min_diff)
@@ -192,4 +204,18 @@ def head_distill(parts: dict, logits: torch.Tensor, gt: torch.Tensor, f: int,
         pred = torch.cat([logits[:, c0:c0 + 3 * n].unflatten(1, (n, 3)).transpose(1, 2),
                           logits[:, c0 + 3 * n:c0 + 3 * n + 3, None]], dim=2)
         terms["distill_tone"] = (pred.float() - theta).abs().mean()
+    if "global_gains" in parts and global_tone is not None:
+        # y = rest + sum_i G_i * share_i * fixed_i + O_i * share_i, share_i = what the teacher
+        # gate, the blend weight and the cell tone pass of input i (per channel)
+        gg, go = parts["global_gains"].detach(), parts["global_offsets"].detach()
+        cell = [1 + parts["gains"][:, 3 * i:3 * i + 3].detach() for i in range(n)] \
+            if "gains" in parts else [1] * n
+        share = [keep * w[:, i:i + 1] * cell[i] for i in range(n)]
+        us = [share[i] * parts["fixed"][i].detach() for i in range(n)]
+        rest = out - sum(gg[:, i] * us[i] + go[:, i] * share[i] for i in range(n))
+        # a whole image of evidence per parameter: a light ridge
+        theta = affine_targets([*us, *share], gt - rest, tuple(gt.shape[-2:]),
+                               ridge=1e-3)[..., 0, 0]
+        pred = global_tone.float().view(-1, 2, n, 3).permute(0, 3, 1, 2).flatten(2)
+        terms["distill_global_tone"] = (pred - theta).abs().mean()     # (B, 3, 2n): G, then O
     return terms

@@ -64,9 +64,12 @@ class _Objective:
                                  "regression objective")
             cands = batch_candidates(batch) or {}
             fp = {**aux["parts"], "inputs": [a, b], **cands}
+            gtone = aux.get("global_tone") if cfg.global_tone_weight > 0 else None
             for k, term in head_distill(fp, aux["logits"], gt, self.c.tok.f,
-                                        cfg.distill_min_diff).items():
-                loss = loss + cfg.distill_weight * term
+                                        cfg.distill_min_diff, gtone).items():
+                weight = cfg.global_tone_weight if k == "distill_global_tone" \
+                    else cfg.distill_weight
+                loss = loss + weight * term
                 terms[k] = term.detach()
         if cfg.fusion_weight > 0:
             fl = fusion_loss(pred, [a, b])

@@ -62,6 +62,9 @@ class TrainConfig:
     distill_weight: float = setting(0.0, "L1 of the blend weights to least-squares block targets")
     distill_min_diff: float = setting(0.05, "no distillation target where the inputs differ "
                                    "less (RMS, [-1, 1])")
+    global_tone_weight: float = setting(0.0, "L1 of the global tone (model: global_tone) to "
+                                     "its least-squares gain and offset per input (with "
+                                     "distill_weight > 0)")
     init_from: str | None = setting(None, "warm start: a saved pipeline or run folder (weights "
                                  "only)")
     prompt_dropout: float = setting(0.0, "share of degraded samples given the task prompt or \"\"")
@@ -133,7 +136,8 @@ class TrainConfig:
             ("t_std", math.isfinite(self.t_std) and self.t_std > 0, "positive"),
             ("t_shift", math.isfinite(self.t_shift) and self.t_shift > 0, "positive"),
         ] + [(k, math.isfinite(getattr(self, k)) and getattr(self, k) >= 0, "0 or more")
-             for k in ("balance_weight", "fusion_weight", "distill_weight", "distill_min_diff")]
+             for k in ("balance_weight", "fusion_weight", "distill_weight", "distill_min_diff",
+                       "global_tone_weight")]
         for key, ok, must in rules:
             if not ok:
                 raise UsageError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: must be "
