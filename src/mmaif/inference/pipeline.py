@@ -459,6 +459,8 @@ class FusionPipeline:
         if b is None:
             if not isinstance(a, (list, tuple)):
                 raise InputError("give two images (a, b), or one list of N >= 2 images (a stack)")
+            if refine is not None:
+                raise InputError("refine applies to a pair; fuse the stack, then refine pairs")
             return self.fuse_stack(a, prompt, task, output=output, steps=steps, sampler=sampler,
                                    shift=shift, seed=seed, **tiling)
         if isinstance(a, (list, tuple)):
