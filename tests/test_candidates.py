@@ -363,3 +363,58 @@ def test_training_a_gated_model_with_the_teacher_only_where_named(four, tmp_path
     assert pipe.model.cfg.teacher_named
     a, b = texture(21, 35, 0, seed=1), texture(21, 35, 3, seed=2)
     assert pipe(a, b, task="vif", output="numpy").shape == (21, 35, 3)
+
+
+def test_full_candidates_are_the_whole_samples_cropped(four, tmp_path):
+    """full_candidates: the run writes each sample's candidates once, computed on the whole
+    sample for its own prompt; a training item carries them cropped with it (as inference
+    computes them on the whole image), and an item whose prompt was dropped computes its own
+    on the crop."""
+    import shutil
+
+    from mmaif.data.images import read_image
+    from mmaif.errors import UsageError
+    from mmaif.synthesis.synth import read_manifest
+    from mmaif.training.config import TrainConfig
+    from mmaif.training.data import make_dataset, make_loader, prepare_candidates
+    from mmaif.training.trainer import train
+
+    data = shutil.copytree(four, tmp_path / "data")
+    model = dict(dim=32, depth=2, heads=2, adaln_rank=8, evidence=["laplacian"], **GATES,
+                 teacher_named=True)
+    cfg = small(data, tmp_path / "run", max_steps=1, crop=32, distill_weight=1.0,
+                prompt_dropout=0.5, full_candidates=True, model=model)
+    train(cfg, progress="none")
+    rows = {r["id"]: r for r in read_manifest(data / "manifest.jsonl")}
+    assert len(list((data / "candidates" / "ts").glob("*.png"))) == len(rows)
+    assert prepare_candidates(cfg, progress=False) == 0  # written once
+
+    whole = {}
+    for i, r in rows.items():
+        a, b = (read_image(data / k / f"{i}.png").data for k in ("a", "b"))
+        names = named_degradations(r["prompt"], r["task"])
+        whole[i] = (read_image(data / "gt" / f"{i}.png").data,
+                    candidates(a, b, names, "gff")[2])
+    seen = {True: 0, False: 0}
+    for epoch in range(3):
+        loader = make_loader(make_dataset(cfg), cfg, 0, 1, epoch, 0, torch.device("cpu"),
+                             candidates=DiTConfig(**GATES, teacher_named=True))
+        for _ in range(len(rows) // cfg.batch):
+            for item in next(iter(loader))[1]:
+                gt, ts = whole[item["id"]]
+                y, x = next((y, x) for y in range(33) for x in range(33) if np.allclose(
+                    gt[y:y + 32, x:x + 32].transpose(2, 0, 1), item["gt"].numpy(), atol=1e-6))
+                on_crop = ts[y:y + 32, x:x + 32].transpose(2, 0, 1)
+                own = item["prompt"] == rows[item["id"]]["prompt"]
+                seen[own] += 1
+                if own:  # the whole sample's teacher (8-bit), cropped with the item
+                    assert np.abs(item["ts"].numpy() - on_crop).max() <= 0.5 / 255 + 1e-6
+                else:  # dropped prompt: nothing named, the gate closed, the inputs' mean
+                    assert item["ts_on"] == 0
+                    assert torch.allclose(item["ts"], (item["a"] + item["b"]) / 2, atol=1e-6)
+    assert seen[True] and seen[False]
+    with pytest.raises(UsageError, match="full_candidates"):
+        TrainConfig(src=[str(tmp_path)], full_candidates=True).check()
+    with pytest.raises(UsageError, match="no fix_gates"):
+        train(small(data, tmp_path / "run2", max_steps=1, full_candidates=True),
+              progress="none")

@@ -41,11 +41,12 @@ def _crop(images: dict[str, np.ndarray], size: int, rng: np.random.Generator):
 
 def _item(row: dict, images: dict[str, np.ndarray], crop: int | None,
           channels: int | None, epoch: int = 0) -> dict:
+    """The item of a sample: a, b, gt and any further images of it (the same crop for all:
+    the crop window does not depend on what is cropped), the prompt, task, id and ops."""
     if crop:
         rng = np.random.default_rng([row["seed"], epoch, row["index"], 7])
-        images = _crop({k: images[k] for k in ("a", "b", "gt")}, crop, rng)
-    return {"a": _to_tensor(images["a"], channels), "b": _to_tensor(images["b"], channels),
-            "gt": _to_tensor(images["gt"], channels), "prompt": row["prompt"],
+        images = _crop(images, crop, rng)
+    return {**{k: _to_tensor(x, channels) for k, x in images.items()}, "prompt": row["prompt"],
             "task": row["task"], "id": row["id"], "ops": json.dumps(row["ops"])}
 
 
@@ -85,13 +86,17 @@ class SynthDataset(Dataset):
 
 class SynthFolder(Dataset):
     """Samples written by ``mmaif synth`` (``OUT/{a,b,gt}/ID.png`` + ``manifest.jsonl``);
-    ``cache`` keeps decoded 8-bit images in memory after their first read."""
+    ``cache`` keeps decoded 8-bit images in memory after their first read. ``extra`` (key ->
+    folder of ``ID.png``): further whole-sample images per item, cropped with a, b and gt
+    (e.g. classical candidates computed on the whole sample)."""
 
     def __init__(self, folder: str | Path, crop: int | None = None,
-                 channels: int | None = 3, cache: bool = False):
+                 channels: int | None = 3, cache: bool = False,
+                 extra: dict[str, Path] | None = None):
         self.folder = Path(folder)
         self.rows = read_manifest(self.folder / "manifest.jsonl")
         self.crop, self.channels = crop, channels
+        self.extra = dict(extra or {})
         self.epoch = 0
         self._cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
 
@@ -107,7 +112,8 @@ class SynthFolder(Dataset):
         if self._cache is not None and i in self._cache:
             images = {k: v.astype(np.float32) / 255.0 for k, v in self._cache[i].items()}
         else:
-            pics = {k: read_image(self.folder / k / f"{row['id']}.png") for k in ("a", "b", "gt")}
+            paths = {**{k: self.folder / k for k in ("a", "b", "gt")}, **self.extra}
+            pics = {k: read_image(d / f"{row['id']}.png") for k, d in paths.items()}
             images = {k: p.data for k, p in pics.items()}
             if self._cache is not None and all(p.bits == 8 for p in pics.values()):
                 # 8-bit PNGs: uint8 holds them exactly, at a quarter of float32's memory

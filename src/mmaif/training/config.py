@@ -65,6 +65,10 @@ class TrainConfig:
     global_tone_weight: float = setting(0.0, "L1 of the global tone (model: global_tone) to "
                                      "its least-squares gain and offset per input (with "
                                      "distill_weight > 0)")
+    full_candidates: bool = setting(False, "the classical candidates (fixes, teacher) of the "
+                                    "whole sample, cropped, as inference computes them on "
+                                    "the whole image (written once to DATA/candidates/); "
+                                    "off: computed on the crop")
     init_from: str | None = setting(None, "warm start: a saved pipeline or run folder (weights "
                                  "only)")
     prompt_dropout: float = setting(0.0, "share of degraded samples given the task prompt or \"\"")
@@ -142,6 +146,9 @@ class TrainConfig:
             if not ok:
                 raise UsageError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: must be "
                                  f"{must}")
+        if self.full_candidates and not self.data:
+            raise UsageError("full_candidates reads the candidates of `mmaif synth` folders: "
+                             "give --data (on-the-fly samples compute them on the crop)")
         if self.schedule_steps is not None and self.schedule_steps < 1:
             raise UsageError("schedule_steps must be positive")
         for folder in [self.data] if isinstance(self.data, str) else list(self.data or []):

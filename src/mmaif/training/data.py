@@ -14,21 +14,91 @@ from mmaif.model.components import seeded_generator
 from mmaif.model.dit import DiTConfig
 from mmaif.training.config import TrainConfig
 
+CANDIDATES = "candidates"            # DATA/candidates/{fa,fb,ts}/ID.png: whole-sample candidates
+CANDIDATE_KEYS = ("fa", "fb", "ts")
+
+
+def data_folders(cfg: TrainConfig) -> list[str]:
+    return [cfg.data] if isinstance(cfg.data, str) else list(cfg.data or [])
+
 
 def make_dataset(cfg: TrainConfig):
+    """The run's samples; with ``full_candidates``, each item also carries the classical
+    candidates of its whole sample, cropped like it (:func:`prepare_candidates` writes them)."""
     from mmaif.synthesis.datasets import SynthDataset, SynthFolder, SynthFolders
     from mmaif.synthesis.synth import SynthConfig
 
     if cfg.data:
-        folders = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
+        folders = data_folders(cfg)
         for folder in folders:
             if not (Path(folder) / "manifest.jsonl").is_file():
                 raise InputError(f"{folder}: no manifest.jsonl; --data takes a `mmaif synth` "
                                  "output folder")
-        parts = [SynthFolder(f, crop=cfg.crop, cache=cfg.cache) for f in folders]
+        parts = [SynthFolder(f, crop=cfg.crop, cache=cfg.cache,
+                             extra={k: Path(f) / CANDIDATES / k for k in CANDIDATE_KEYS}
+                             if cfg.full_candidates else None) for f in folders]
         return parts[0] if len(parts) == 1 else SynthFolders(parts)
     return SynthDataset(SynthConfig(tasks=["vif", "mef", "mff"], sources=list(cfg.src),
                                     n=cfg.onthefly_n, seed=cfg.seed), crop=cfg.crop)
+
+
+class _CandidateWriter(torch.utils.data.Dataset):
+    """Item i: computes and writes the whole-sample candidates of ``rows[i]`` of ``folder``."""
+
+    def __init__(self, folder: Path, rows: list[dict]):
+        self.folder, self.rows = folder, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> str:
+        from mmaif.classical.restore import candidates
+        from mmaif.data.degrade.names import named_degradations
+        from mmaif.data.images import read_image, write_image
+        from mmaif.synthesis.teachers import DEFAULT_TEACHERS
+
+        row = self.rows[i]
+        a, b = (read_image(self.folder / k / f"{row['id']}.png").data for k in ("a", "b"))
+        images = candidates(a, b, named_degradations(row["prompt"], row["task"]),
+                            DEFAULT_TEACHERS.get(row["task"], "gff"))
+        for k, x in zip(CANDIDATE_KEYS, images, strict=True):
+            write_image(self.folder / CANDIDATES / k / f"{row['id']}.png", np.clip(x, 0, 1))
+        return row["id"]
+
+
+def prepare_candidates(cfg: TrainConfig, progress: bool = True) -> int:
+    """For ``full_candidates``: write, once per ``--data`` folder, the classical candidates of
+    each whole sample for its own prompt (the fixes of the degradations it names and the task's
+    default teacher on them: what inference computes on a whole image) to
+    ``DATA/candidates/{fa,fb,ts}/ID.png``; samples already written are kept, so an interrupted
+    run continues. ``cfg.workers`` processes. Returns how many samples it wrote."""
+    from mmaif.data.images import check_writable_folder
+    from mmaif.synthesis.synth import read_manifest
+
+    todo = []
+    for folder in map(Path, data_folders(cfg)):
+        rows = [r for r in read_manifest(folder / "manifest.jsonl")
+                if not all((folder / CANDIDATES / k / f"{r['id']}.png").is_file()
+                           for k in CANDIDATE_KEYS)]
+        if rows:
+            check_writable_folder(folder)
+            for k in CANDIDATE_KEYS:
+                (folder / CANDIDATES / k).mkdir(parents=True, exist_ok=True)
+            todo.append(_CandidateWriter(folder, rows))
+    if not todo:
+        return 0
+    loader = torch.utils.data.DataLoader(torch.utils.data.ConcatDataset(todo), batch_size=None,
+                                         num_workers=cfg.workers)
+    n = sum(len(t) for t in todo)
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        loader = tqdm(loader, total=n, desc="candidates", unit="sample", file=sys.stderr)
+    for _ in loader:
+        pass
+    return n
 
 
 class _EpochIndexed(torch.utils.data.Dataset):
@@ -50,10 +120,13 @@ class _EpochIndexed(torch.utils.data.Dataset):
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         item = self.dataset[i]
+        given = item["prompt"]
         if self.cfg is not None:
             drop_prompts([item], [i], self.cfg, epoch)
-        if self.candidates is not None:
-            add_candidates(item, self.candidates)
+        if self.candidates is not None:  # whole-sample ones hold for the sample's own prompt
+            add_candidates(item, self.candidates, whole=item["prompt"] == given)
+        for k in CANDIDATE_KEYS if self.candidates is None else ():
+            item.pop(k, None)
         return key, item
 
 
@@ -65,20 +138,31 @@ def _array(x: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).numpy()
 
 
-def add_candidates(item: dict, mcfg: DiTConfig) -> dict:
+def add_candidates(item: dict, mcfg: DiTConfig, whole: bool = False) -> dict:
     """``item['fa'], item['fb']``: the classical fixes of the degradations the item's prompt
     names; for a model with a teacher gate also ``item['ts']``, the task's default teacher on
     them, and ``item['ts_on']``, whether the gate is open (:func:`mmaif.classical.restore.
     head_candidates`; exactly what ``FusionPipeline.candidates`` computes at inference);
-    images as (3, H, W) in [0, 1]."""
+    images as (3, H, W) in [0, 1]. With ``whole`` and the item holding them already
+    (``full_candidates``), the fixes and the teacher are those of the whole sample, cropped
+    like the item (as inference computes them on the whole image, not on a window of it);
+    otherwise they are computed on the crop."""
     from mmaif.classical.restore import head_candidates
     from mmaif.data.degrade.names import named_degradations
     from mmaif.synthesis.teachers import DEFAULT_TEACHERS
 
     names = named_degradations(item["prompt"], item.get("task"))
     teacher = DEFAULT_TEACHERS.get(item.get("task"), "gff") if mcfg.teacher_gate else None
+    on = not mcfg.teacher_named or bool(names.get("a") or names.get("b"))
+    if whole and all(k in item for k in CANDIDATE_KEYS) and on:
+        if teacher is None:
+            item.pop("ts")
+        else:
+            item["ts_on"] = torch.tensor(1.0)
+        return item
     fa, fb, ts, on = head_candidates(_array(item["a"]), _array(item["b"]), names, teacher,
                                      mcfg.teacher_named)
+    item.pop("ts", None)
     for key, x in (("fa", fa), ("fb", fb), ("ts", ts)):
         if x is not None:
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -35,7 +35,7 @@ from mmaif.training.config import (
     build_model_config,
     lr_at,
 )
-from mmaif.training.data import collate, make_dataset, make_loader
+from mmaif.training.data import collate, make_dataset, make_loader, prepare_candidates
 
 
 # -------------------------------------------------------------------------- training
@@ -201,6 +201,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         raise UsageError(f"fusion_weight needs gradients through the decoder; the {tok.name} "
                          "tokenizer decodes without them: use pixel or kl tokens, or drop it")
     mcfg = build_model_config(cfg, tok.z, text.dim)
+    gated = mcfg.fix_gates or mcfg.teacher_gate
+    if cfg.full_candidates and not gated:
+        raise UsageError("full_candidates: this model reads no classical candidates (its "
+                         "config has no fix_gates or teacher_gate)")
     grid = tok.f * mcfg.patch
     if cfg.crop % grid:
         raise UsageError(f"--crop {cfg.crop}: the training crop must be a multiple of "
@@ -243,9 +247,13 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     logger = _Logger(run, rank == 0, cfg.max_steps, step, progress)
     per_epoch = len(dataset) // cfg.batch
     t_start, first_loss, last, start_step = time.perf_counter(), None, {}, step
+    if cfg.full_candidates:
+        if rank == 0:
+            prepare_candidates(cfg, progress=progress == "bar")
+        if world > 1:
+            torch.distributed.barrier()
     micro_batches = iter(make_loader(dataset, cfg, rank, world, epoch, pos, device,
-                                     candidates=mcfg if mcfg.fix_gates or mcfg.teacher_gate
-                                     else None))
+                                     candidates=mcfg if gated else None))
     while step < end:
         while pos < per_epoch and step < end:
             for g in opt.param_groups:
