@@ -22,13 +22,10 @@ import numpy as np
 
 from mmaif.classical.restore import candidates
 from mmaif.data.degrade.names import named_degradations
-from mmaif.data.images import read_image, to_rgb
+from mmaif.data.images import read_image
+from mmaif.evaluation.metrics import psnr_gt
 from mmaif.synthesis.synth import read_manifest
 from mmaif.synthesis.teachers import DEFAULT_TEACHERS
-
-
-def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    return float(10 * np.log10(1 / max(np.mean((to_rgb(x) - to_rgb(y)) ** 2), 1e-10)))
 
 
 def main() -> None:
@@ -54,7 +51,7 @@ def main() -> None:
         whole = candidates(im["a"], im["b"], names, teacher)[2][box]
         crop = candidates(im["a"][box], im["b"][box], names, teacher)[2]
         gt = im["gt"][box]
-        per_task.setdefault(row["task"], []).append((psnr(whole, gt), psnr(crop, gt)))
+        per_task.setdefault(row["task"], []).append((psnr_gt(whole, gt), psnr_gt(crop, gt)))
     print(f"{args.data}: every {args.every}th sample with a named degradation, "
           f"{args.crop}-px windows; PSNR of the teacher's fusion of the fixes against the GT\n")
     print("| task | n | whole sample, cropped | on the crop | mean diff | median diff | "

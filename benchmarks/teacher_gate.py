@@ -21,14 +21,11 @@ import torch
 from mmaif.data.degrade.pipeline import describe
 from mmaif.data.images import to_rgb
 from mmaif.evaluation.evaluate import eval_rows
+from mmaif.evaluation.metrics import psnr_gt
 from mmaif.inference.pipeline import FusionPipeline
 from mmaif.synthesis.synth import render
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    return float(10 * np.log10(1 / max(np.mean((to_rgb(x) - to_rgb(y)) ** 2), 1e-10)))
 
 
 def image(t: torch.Tensor, h: int, w: int) -> np.ndarray:
@@ -63,7 +60,7 @@ def main() -> None:
         out, base = image(parts["out"], h, w), image(parts["base"], h, w)
         teacher = image(cands["teacher"], h, w)
         gate = float(parts["teacher_gate"][..., :h, :w].mean())
-        p_out, p_base, p_t = psnr(out, s["gt"]), psnr(base, s["gt"]), psnr(teacher, s["gt"])
+        p_out, p_base, p_t = (psnr_gt(x, s["gt"]) for x in (out, base, teacher))
         (good if p_t > p_base + 3 else bad if p_t < p_base - 3 else []).append(gate)
         print(f"| {row['task']} | {describe(row['ops'])} | {p_out:.2f} | {p_base:.2f} | "
               f"{p_t:.2f} | {gate:.2f} |")
