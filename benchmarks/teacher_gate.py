@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from mmaif.data.degrade.pipeline import describe
-from mmaif.data.images import to_rgb
 from mmaif.evaluation.evaluate import eval_rows
 from mmaif.evaluation.metrics import psnr_gt
-from mmaif.inference.pipeline import FusionPipeline
+from mmaif.inference.pipeline import FusionPipeline, rgb_tensor
 from mmaif.synthesis.synth import render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +50,7 @@ def main() -> None:
         s = render(row)
         h, w = s["gt"].shape[:2]
         cands = pipe.candidates(s["a"], s["b"], row["prompt"], row["task"])
-        a, b = (pipe_in(x) for x in (s["a"], s["b"]))
+        a, b = rgb_tensor(s["a"]), rgb_tensor(s["b"])
         pooled = pipe.c.text.encode([row["prompt"]])[2]
         pa, pb, pc = pad(pipe, a, b, cands)
         with torch.no_grad():
@@ -67,10 +66,6 @@ def main() -> None:
     print(f"\nmean gate where the candidate is > 3 dB better than the blend: "
           f"{np.mean(good):.2f} ({len(good)} samples); > 3 dB worse: {np.mean(bad):.2f} "
           f"({len(bad)} samples)")
-
-
-def pipe_in(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(to_rgb(x).transpose(2, 0, 1)))[None] * 2 - 1
 
 
 def pad(pipe: FusionPipeline, a: torch.Tensor, b: torch.Tensor, cands: dict):

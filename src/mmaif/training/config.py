@@ -111,6 +111,10 @@ class TrainConfig:
         return cls.from_dict(d)
 
 
+    def data_folders(self) -> list[str]:
+        """The ``--data`` folders as a list (``data`` is one folder or several)."""
+        return [self.data] if isinstance(self.data, str) else list(self.data or [])
+
     def check(self) -> None:
         if self.objective not in ("reg", "flow"):
             raise UsageError(f"--objective {self.objective!r}: use reg or flow")
@@ -151,7 +155,7 @@ class TrainConfig:
                              "give --data (on-the-fly samples compute them on the crop)")
         if self.schedule_steps is not None and self.schedule_steps < 1:
             raise UsageError("schedule_steps must be positive")
-        for folder in [self.data] if isinstance(self.data, str) else list(self.data or []):
+        for folder in self.data_folders():
             if not Path(folder).is_dir():
                 raise InputError(f"--data {folder}: no such folder" + (
                     " (a relative path saved in the run; on --resume from another working "

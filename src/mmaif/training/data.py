@@ -18,10 +18,6 @@ CANDIDATES = "candidates"            # DATA/candidates/{fa,fb,ts}/ID.png: whole-
 CANDIDATE_KEYS = ("fa", "fb", "ts")
 
 
-def data_folders(cfg: TrainConfig) -> list[str]:
-    return [cfg.data] if isinstance(cfg.data, str) else list(cfg.data or [])
-
-
 def make_dataset(cfg: TrainConfig):
     """The run's samples; with ``full_candidates``, each item also carries the classical
     candidates of its whole sample, cropped like it (:func:`prepare_candidates` writes them)."""
@@ -29,7 +25,7 @@ def make_dataset(cfg: TrainConfig):
     from mmaif.synthesis.synth import SynthConfig
 
     if cfg.data:
-        folders = data_folders(cfg)
+        folders = cfg.data_folders()
         for folder in folders:
             if not (Path(folder) / "manifest.jsonl").is_file():
                 raise InputError(f"{folder}: no manifest.jsonl; --data takes a `mmaif synth` "
@@ -76,7 +72,7 @@ def prepare_candidates(cfg: TrainConfig, progress: bool = True) -> int:
     from mmaif.synthesis.synth import read_manifest
 
     todo = []
-    for folder in map(Path, data_folders(cfg)):
+    for folder in map(Path, cfg.data_folders()):
         rows = [r for r in read_manifest(folder / "manifest.jsonl")
                 if not all((folder / CANDIDATES / k / f"{r['id']}.png").is_file()
                            for k in CANDIDATE_KEYS)]
@@ -125,8 +121,9 @@ class _EpochIndexed(torch.utils.data.Dataset):
             drop_prompts([item], [i], self.cfg, epoch)
         if self.candidates is not None:  # whole-sample ones hold for the sample's own prompt
             add_candidates(item, self.candidates, whole=item["prompt"] == given)
-        for k in CANDIDATE_KEYS if self.candidates is None else ():
-            item.pop(k, None)
+        else:  # a model without gates reads no candidates
+            for k in CANDIDATE_KEYS:
+                item.pop(k, None)
         return key, item
 
 
