@@ -13,7 +13,7 @@ import torch
 from mmaif.classical.restore import candidates, head_candidates, restore, two_stage
 from mmaif.data.degrade.names import named_degradations, names_from_ops
 from mmaif.data.degrade.pipeline import compose_prompt, prompt_bank, sample_ops
-from mmaif.errors import InputError
+from mmaif.errors import InputError, UsageError
 from mmaif.model.components import Components
 from mmaif.model.dit import DiTConfig, FusionDiT
 from mmaif.model.head import fullres_parts, gate_targets, head_distill, tone_targets
@@ -418,3 +418,28 @@ def test_full_candidates_are_the_whole_samples_cropped(four, tmp_path):
     with pytest.raises(UsageError, match="no fix_gates"):
         train(small(data, tmp_path / "run2", max_steps=1, full_candidates=True),
               progress="none")
+
+
+@pytest.mark.parametrize("teacher_weight", [None, 0.0, 3.0])
+def test_the_teacher_gates_distillation_has_its_own_weight(four, tmp_path, teacher_weight):
+    """teacher_distill_weight weighs the teacher gate's term alone (default: distill_weight):
+    the loss a step logs is its terms, weighted so."""
+    from mmaif.training.trainer import train
+
+    model = dict(dim=32, depth=2, heads=2, adaln_rank=8, evidence=["laplacian"], **GATES)
+    cfg = small(four, tmp_path / "run", max_steps=1, distill_weight=0.5, log_every=1,
+                teacher_distill_weight=teacher_weight, model=model)
+    t = train(cfg, progress="none")["last"]
+    tw = 0.5 if teacher_weight is None else teacher_weight
+    want = (t["main"] + cfg.balance_weight * t["balance"]
+            + 0.5 * (t["distill"] + t["distill_fix_a"] + t["distill_fix_b"])
+            + tw * t["distill_teacher"])
+    assert t["distill_teacher"] > 0
+    assert t["loss"] == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def test_teacher_distill_weight_must_not_be_negative(tmp_path):
+    from mmaif.training.config import TrainConfig
+
+    with pytest.raises(UsageError, match=r"--teacher-distill-weight -1\.0: must be 0 or more"):
+        TrainConfig(data=str(tmp_path), teacher_distill_weight=-1.0).check()

@@ -67,8 +67,9 @@ class _Objective:
             gtone = aux.get("global_tone") if cfg.global_tone_weight > 0 else None
             for k, term in head_distill(fp, aux["logits"], gt, self.c.tok.f,
                                         cfg.distill_min_diff, gtone).items():
-                weight = cfg.global_tone_weight if k == "distill_global_tone" \
-                    else cfg.distill_weight
+                weight = {"distill_global_tone": cfg.global_tone_weight,
+                          "distill_teacher": cfg.teacher_distill_weight}.get(k)
+                weight = cfg.distill_weight if weight is None else weight
                 loss = loss + weight * term
                 terms[k] = term.detach()
         if cfg.fusion_weight > 0:

@@ -60,6 +60,9 @@ class TrainConfig:
     balance_weight: float = setting(0.01, "MoE load-balancing loss weight")
     fusion_weight: float = setting(0.0, "auxiliary loss sum_i |X~ - X_i| + |grad X~ - grad X_i|")
     distill_weight: float = setting(0.0, "L1 of the blend weights to least-squares block targets")
+    teacher_distill_weight: float | None = setting(None, "weight of the teacher gate's "
+                                                   "distillation term (default: "
+                                                   "distill_weight)")
     distill_min_diff: float = setting(0.05, "no distillation target where the inputs differ "
                                    "less (RMS, [-1, 1])")
     global_tone_weight: float = setting(0.0, "L1 of the global tone (model: global_tone) to "
@@ -153,6 +156,9 @@ class TrainConfig:
         if self.full_candidates and not self.data:
             raise UsageError("full_candidates reads the candidates of `mmaif synth` folders: "
                              "give --data (on-the-fly samples compute them on the crop)")
+        tw = self.teacher_distill_weight
+        if tw is not None and not (math.isfinite(tw) and tw >= 0):
+            raise UsageError(f"--teacher-distill-weight {tw!r}: must be 0 or more")
         if self.schedule_steps is not None and self.schedule_steps < 1:
             raise UsageError("schedule_steps must be positive")
         for folder in self.data_folders():
