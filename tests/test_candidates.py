@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmaif.classical.restore import candidates, head_candidates, restore, two_stage
 from mmaif.data.degrade.names import named_degradations, names_from_ops
@@ -443,3 +444,49 @@ def test_teacher_distill_weight_must_not_be_negative(tmp_path):
 
     with pytest.raises(UsageError, match=r"--teacher-distill-weight -1\.0: must be 0 or more"):
         TrainConfig(data=str(tmp_path), teacher_distill_weight=-1.0).check()
+
+
+def test_guided_upsampling_follows_the_guides_edge_inside_a_cell():
+    """A map that steps between two 8-pixel cells ramps over 8 pixels when upsampled
+    bilinearly; guided by an image whose edge lies inside that ramp, it steps at the edge and
+    stays low before it. A constant map stays constant."""
+    from mmaif.model.head import guided_upsample
+
+    guide = torch.zeros(1, 1, 32, 64)
+    guide[..., 30:] = 1.0                                     # the guide's edge: column 30
+    cells = torch.zeros(1, 1, 4, 8)
+    cells[..., 4:] = 1.0                                      # the map's: column 32
+    bil = F.interpolate(cells, size=(32, 64), mode="bilinear", align_corners=False)
+    gui = guided_upsample(cells, guide, r=8)
+    assert gui.shape == (1, 1, 32, 64)
+    jump = lambda m: (m[..., 30] - m[..., 29]).mean()         # noqa: E731
+    assert jump(gui) > 0.5 and jump(bil) < 0.15
+    assert gui[..., 20:30].max() < 0.1 < bil[..., 20:30].max()
+    const = torch.full((2, 3, 4, 8), 0.7)
+    torch.testing.assert_close(guided_upsample(const, guide.expand(2, 1, 32, 64), 8),
+                               torch.full((2, 3, 32, 64), 0.7))
+
+
+def test_guided_head_keeps_sizes_warm_starts_and_passes_gradients():
+    """upsample='guided': at pred = 0 the output is still the inputs' mean (a warm start from
+    a bilinear model changes nothing there), every head channel gets a gradient, and the
+    pipeline keeps odd sizes."""
+    from mmaif.inference.pipeline import FusionPipeline
+
+    a, b = torch.rand(2, 3, 24, 40) * 2 - 1, torch.rand(2, 3, 24, 40) * 2 - 1
+    fa, fb, ts = (torch.rand(2, 3, 24, 40) * 2 - 1 for _ in range(3))
+    zero = torch.zeros(2, 192 + 5, 3, 5)
+    out = fullres_parts(zero, [a, b], 8, [fa, fb], ts, upsample="guided")["out"]
+    torch.testing.assert_close(out, (a + b) / 2)
+    pred = (torch.randn(2, 192 + 5, 3, 5) * 0.3).requires_grad_()
+    fullres_parts(pred, [a, b], 8, [fa, fb], ts, upsample="guided")["out"].square().sum() \
+        .backward()
+    assert (pred.grad[:, 192:].abs().flatten(2).sum(-1) > 0).all()
+    pipe = FusionPipeline(perturb(FusionDiT(tiny_full(**GATES, evidence_f=8,
+                                                      upsample="guided"))))
+    x, y = np.random.default_rng(0).random((2, 37, 53, 3), np.float32)
+    out = pipe(x, y, prompt="remove the stripes from the infrared image", task="vif",
+               output="numpy")
+    assert out.shape == (37, 53, 3) and np.isfinite(out).all()
+    with pytest.raises(InputError, match="upsample='nearest'"):
+        DiTConfig(upsample="nearest")

@@ -66,6 +66,8 @@ class DiTConfig:
     teacher_named: bool = False     # ... only where the prompt names a degradation (else closed)
     tone: bool = False              # per cell, a gain per input and channel, an offset per channel
     global_tone: bool = False       # per input and channel, one gain and offset for the image
+    upsample: str = "bilinear"      # the head's per-cell maps to full resolution: 'bilinear' |
+                                    # 'guided' (edge-aware: a guided filter on the luminance)
 
     def __post_init__(self):
         self.ape_grid = tuple(self.ape_grid)
@@ -77,7 +79,7 @@ class DiTConfig:
         if self.stem < 0 or self.stem_maps < 1 or self.evidence_f < 1:
             raise InputError("config: stem must be >= 0, stem_maps and evidence_f >= 1")
         checks = {"head": ("fullres", "latent"), "value_residual": ("none", "prev", "first"),
-                  "adaln": ("lora", "full")}
+                  "adaln": ("lora", "full"), "upsample": ("bilinear", "guided")}
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise InputError(f"config: {key}={getattr(self, key)!r}; use one of {allowed}")

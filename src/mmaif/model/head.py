@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mmaif.data.images import RGB2GRAY
 from mmaif.model.dit import DiTConfig
 
 
@@ -22,11 +23,42 @@ def latent_output(out: torch.Tensor, cond: torch.Tensor, cfg: DiTConfig) -> torc
 
 
 # --------------------------------------------------------------- full-resolution head
+def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over the (2r + 1)^2 window around each pixel, inside the image (two 1-D passes)."""
+    k = 2 * r + 1
+    x = F.avg_pool2d(x, (1, k), 1, (0, r), count_include_pad=False)
+    return F.avg_pool2d(x, (k, 1), 1, (r, 0), count_include_pad=False)
+
+
+def guided_upsample(t: torch.Tensor, guide: torch.Tensor, r: int,
+                    eps: float = 1e-3) -> torch.Tensor:
+    """Edge-aware upsampling of per-cell maps ``t`` (B, K, h, w) to the size of ``guide``
+    (B, 1, H, W, e.g. luminance in [0, 1]): the bilinear upsampling, then a guided filter
+    (He et al., ECCV 2010) of radius ``r`` on the guide, so each map follows the guide's edges
+    inside a cell instead of crossing them (the role of bilateral-grid slicing in HDRNet).
+    Locally the result is affine in the guide; a constant map stays constant."""
+    p = F.interpolate(t.float(), size=guide.shape[-2:], mode="bilinear", align_corners=False)
+    g = guide.float()
+    mg, mp = box_mean(g, r), box_mean(p, r)
+    var = box_mean(g * g, r) - mg * mg
+    a = (box_mean(g * p, r) - mg * mp) / (var + eps)
+    b = mp - a * mg
+    return box_mean(a, r) * g + box_mean(b, r)
+
+
+def luminance(inputs: list[torch.Tensor]) -> torch.Tensor:
+    """The guide of :func:`guided_upsample`: the luminance of the inputs' mean, in [0, 1]
+    ((B, 1, H, W); edges of either input show in it)."""
+    x = (sum(inputs) / len(inputs)).float()
+    return ((x * x.new_tensor(RGB2GRAY).view(1, 3, 1, 1)).sum(1, keepdim=True) + 1) / 2
+
+
 def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
                   fixes: list[torch.Tensor] | None = None,
                   teacher: torch.Tensor | None = None, tone: bool = False,
                   teacher_on: torch.Tensor | None = None,
-                  global_tone: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  global_tone: torch.Tensor | None = None,
+                  upsample: str = "bilinear") -> dict[str, torch.Tensor]:
     """Image from a 'fullres' prediction (B, out_channels, h, w; channels as
     :meth:`DiTConfig.head_channels`) and the full-resolution inputs (each (B, C, h*f, w*f), in
     [-1, 1]), with what it is made of:
@@ -43,6 +75,8 @@ def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
     - ``out``: ``base`` moved toward the teacher's fusion of the fixes (``teacher``) by a gate,
       closed for the samples where ``teacher_on`` (B,) is 0.
 
+    Per-cell maps reach full resolution bilinearly, or edge-aware (``upsample='guided'``:
+    :func:`guided_upsample` on the inputs' :func:`luminance`, radius f).
     Gates and gains multiply the full-resolution images: a contrast stretch or dehazing that a
     192-number token could not carry pixel by pixel is selected, not regressed. With the new
     channels at zero this is the blend of the inputs plus the residual (the head without
@@ -52,7 +86,11 @@ def fullres_parts(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
     z = pred.shape[1] - n - k_fix - k_t - (k_tone if tone else 0)
     size = inputs[0].shape[-2:]
 
+    guide = luminance(inputs) if upsample == "guided" else None
+
     def up(t):
+        if guide is not None:
+            return guided_upsample(t, guide, f)
         return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False)
 
     dt = inputs[0].dtype
@@ -91,9 +129,11 @@ def fullres_output(pred: torch.Tensor, inputs: list[torch.Tensor], f: int,
                    fixes: list[torch.Tensor] | None = None,
                    teacher: torch.Tensor | None = None, tone: bool = False,
                    teacher_on: torch.Tensor | None = None,
-                   global_tone: torch.Tensor | None = None) -> torch.Tensor:
+                   global_tone: torch.Tensor | None = None,
+                   upsample: str = "bilinear") -> torch.Tensor:
     """The image of :func:`fullres_parts`."""
-    return fullres_parts(pred, inputs, f, fixes, teacher, tone, teacher_on, global_tone)["out"]
+    return fullres_parts(pred, inputs, f, fixes, teacher, tone, teacher_on, global_tone,
+                         upsample)["out"]
 
 
 # ----------------------------------------------------------------------- distillation

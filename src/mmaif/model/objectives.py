@@ -108,7 +108,7 @@ class Regression(_Objective):
         if cfg.head == "fullres":
             aux["logits"] = out[:, cfg.latent_channels:]
             aux["parts"] = fullres_parts(out, [a, b], self.c.tok.f, fixes, teacher, cfg.tone,
-                                         teacher_on, aux.get("global_tone"))
+                                         teacher_on, aux.get("global_tone"), cfg.upsample)
             return aux["parts"]["out"], None, aux
         lat = latent_output(out, cond, cfg)
         return self.c.tok.decode(lat), lat, aux
