@@ -1,8 +1,9 @@
 """Edge-aware against bilinear upsampling of the head's per-cell maps (blend weights, gates),
 training-free: the same weights, sliced both ways (``DiTConfig.upsample``). Per task, on the
-degraded dev samples of the card's evaluation (given prompt): PSNR against the GT, PSNR in the
-band around the GT's strong edges (where halos live), and the halo itself: the mean amount
-by which the output leaves the GT's local range (3x3 min..max) in that band, in 8-bit levels.
+clean dev pairs (task prompt) and on the degraded dev samples of the card's evaluation (given
+prompt): PSNR against the GT, PSNR in the band around the GT's strong edges (where halos
+live), and the halo itself: the mean amount by which the output leaves the GT's local range
+(3x3 min..max) in that band, in 8-bit levels.
 
     python benchmarks/head_upsample.py [--model DIR] [--repeats 4]
 """
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mmaif.data.degrade.pipeline import default_prompt
+from mmaif.data.images import to_gray
 from mmaif.evaluation.evaluate import eval_rows
 from mmaif.evaluation.metrics import psnr_gt
 from mmaif.inference.pipeline import FusionPipeline
@@ -55,24 +58,29 @@ def main() -> None:
     pipe = FusionPipeline.from_pretrained(args.model)
     rows = eval_rows(args.data, 0, str(REPO / "splits" / "fusion_samples_dev.txt"),
                      repeats=args.repeats)
+    clean = [({**row, "ops": []}, "clean", default_prompt(row["task"]))
+             for row in eval_rows(args.data, 0, str(REPO / "splits" / "fusion_samples_dev.txt"))]
     scores: dict = {}
-    for row in rows:
+    for row, kind, prompt in clean + [(row, "degraded", row["prompt"]) for row in rows]:
         s = render(row)
-        gt = s["gt"].astype(np.float32)
-        band = edge_band(gt)
         for mode in MODES:
+            gt = s["gt"].astype(np.float32)
+            band = edge_band(np.atleast_3d(gt))
             pipe.model.cfg.upsample = mode
-            out = pipe(s["a"], s["b"], prompt=row["prompt"], task=row["task"],
-                       output="numpy")
+            out = pipe(s["a"], s["b"], prompt=prompt, task=row["task"], output="numpy")
+            if out.ndim != gt.ndim:  # gray GT, colour output: compare luminances
+                out, gt = to_gray(out), to_gray(gt)
+            out, gt = np.atleast_3d(out), np.atleast_3d(gt)
             err = (out - gt)[band]
-            scores.setdefault((row["task"], mode), []).append(
+            scores.setdefault((row["task"], kind, mode), []).append(
                 (psnr_gt(out, gt), float(-10 * np.log10(np.mean(err ** 2) + 1e-12)),
                  halo(out, gt, band)))
-    print("| task | upsampling | n | PSNR_gt | edge-band PSNR | halo (8-bit levels) |")
-    print("|---|---|---|---|---|---|")
-    for (task, mode), v in scores.items():
+    print("| task | pairs | upsampling | n | PSNR_gt | edge-band PSNR | halo (8-bit levels) |")
+    print("|---|---|---|---|---|---|---|")
+    for (task, kind, mode), v in sorted(scores.items()):
         m = np.mean(v, axis=0)
-        print(f"| {task} | {mode} | {len(v)} | {m[0]:.2f} | {m[1]:.2f} | {m[2]:.2f} |")
+        print(f"| {task} | {kind} | {mode} | {len(v)} | {m[0]:.2f} | {m[1]:.2f} | "
+              f"{m[2]:.2f} |")
 
 
 if __name__ == "__main__":
