@@ -10,21 +10,17 @@ live), and the halo itself: the mean amount by which the output leaves the GT's 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dev_samples import DEV, dev_setup
 from mmaif.data.degrade.pipeline import default_prompt
 from mmaif.data.images import to_gray
 from mmaif.evaluation.evaluate import eval_rows
 from mmaif.evaluation.metrics import psnr_gt
-from mmaif.inference.pipeline import FusionPipeline
 from mmaif.synthesis.synth import render
 
-REPO = Path(__file__).resolve().parents[1]
 MODES = ("bilinear", "guided")
 
 
@@ -49,17 +45,9 @@ def halo(out: np.ndarray, gt: np.ndarray, band: np.ndarray) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", help="model folder or run (default: the shipped one)")
-    ap.add_argument("--repeats", type=int, default=4)
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "fusion-samples"))
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    pipe = FusionPipeline.from_pretrained(args.model)
-    rows = eval_rows(args.data, 0, str(REPO / "splits" / "fusion_samples_dev.txt"),
-                     repeats=args.repeats)
+    args, pipe, rows = dev_setup(__doc__)
     clean = [({**row, "ops": []}, "clean", default_prompt(row["task"]))
-             for row in eval_rows(args.data, 0, str(REPO / "splits" / "fusion_samples_dev.txt"))]
+             for row in eval_rows(args.data, 0, DEV)]
     scores: dict = {}
     for row, kind, prompt in clean + [(row, "degraded", row["prompt"]) for row in rows]:
         s = render(row)

@@ -12,19 +12,14 @@ more than 3 dB: a gate that selects well is near 1 on the first and near 0 on th
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
 
+from dev_samples import dev_setup
 from mmaif.data.degrade.pipeline import describe
-from mmaif.evaluation.evaluate import eval_rows
 from mmaif.evaluation.metrics import psnr_gt
 from mmaif.inference.pipeline import FusionPipeline, rgb_tensor
 from mmaif.synthesis.synth import render
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def image(t: torch.Tensor, h: int, w: int) -> np.ndarray:
@@ -32,17 +27,9 @@ def image(t: torch.Tensor, h: int, w: int) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", help="model folder or run (default: the shipped one)")
-    ap.add_argument("--repeats", type=int, default=4)
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "fusion-samples"))
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    pipe = FusionPipeline.from_pretrained(args.model)
+    _, pipe, rows = dev_setup(__doc__)
     if not pipe.model.cfg.teacher_gate:
         raise SystemExit("this model has no teacher gate")
-    rows = eval_rows(args.data, 0, str(REPO / "splits" / "fusion_samples_dev.txt"),
-                     repeats=args.repeats)
     good, bad = [], []
     print("| task | degradations | model | own blend | teacher candidate | gate |")
     print("|---|---|---|---|---|---|")
