@@ -113,7 +113,6 @@ class TrainConfig:
             d["model"] = {"preset": preset, **(d.get("model") or {})}
         return cls.from_dict(d)
 
-
     def data_folders(self) -> list[str]:
         """The ``--data`` folders as a list (``data`` is one folder or several)."""
         return [self.data] if isinstance(self.data, str) else list(self.data or [])
@@ -146,9 +145,10 @@ class TrainConfig:
             ("onthefly_n", self.onthefly_n >= 1, "1 or more"),
             ("t_std", math.isfinite(self.t_std) and self.t_std > 0, "positive"),
             ("t_shift", math.isfinite(self.t_shift) and self.t_shift > 0, "positive"),
-        ] + [(k, math.isfinite(getattr(self, k)) and getattr(self, k) >= 0, "0 or more")
+        ] + [(k, getattr(self, k) is None  # optional: None takes another field's value
+              or (math.isfinite(getattr(self, k)) and getattr(self, k) >= 0), "0 or more")
              for k in ("balance_weight", "fusion_weight", "distill_weight", "distill_min_diff",
-                       "global_tone_weight")]
+                       "global_tone_weight", "teacher_distill_weight")]
         for key, ok, must in rules:
             if not ok:
                 raise UsageError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: must be "
@@ -156,9 +156,6 @@ class TrainConfig:
         if self.full_candidates and not self.data:
             raise UsageError("full_candidates reads the candidates of `mmaif synth` folders: "
                              "give --data (on-the-fly samples compute them on the crop)")
-        tw = self.teacher_distill_weight
-        if tw is not None and not (math.isfinite(tw) and tw >= 0):
-            raise UsageError(f"--teacher-distill-weight {tw!r}: must be 0 or more")
         if self.schedule_steps is not None and self.schedule_steps < 1:
             raise UsageError("schedule_steps must be positive")
         for folder in self.data_folders():
