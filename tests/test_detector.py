@@ -195,6 +195,9 @@ def test_pipeline_prompt_auto_uses_the_detector_and_keeps_it(cli, tmp_path):
     pipe.save_pretrained(tmp_path / "p")
     again = FusionPipeline.from_pretrained(tmp_path / "p")
     assert again.detector is not None
+    # its training config travels with it (the shipped detector's record of how it was made)
+    assert pipe.detector.trained_with["epochs"] == 2
+    assert again.detector.trained_with == pipe.detector.trained_with
     for k, v in pipe.detector.state_dict().items():
         assert torch.equal(v, again.detector.state_dict()[k]), k
     save(tmp_path / "x/a.png", a)

@@ -114,6 +114,7 @@ class DegradationDetector(nn.Module):
     def __init__(self, cfg: DetectorConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or DetectorConfig()
+        self.trained_with: dict | None = None  # its training config, kept by save_detector
         n_in = 2 * cfg.n_features + len(TASK_INDEX) + 2
         self.register_buffer("mu", torch.zeros(n_in))
         self.register_buffer("sigma", torch.ones(n_in))
@@ -243,11 +244,14 @@ def type_scores(pred: np.ndarray, true: np.ndarray, types: tuple[str, ...]) -> d
 # ------------------------------------------------------------------------------ storage
 def save_detector(model: DegradationDetector, folder: str | Path, extra: dict | None = None
                   ) -> Path:
-    """``folder/config.json`` + ``folder/model.safetensors``, each written atomically."""
+    """``folder/config.json`` + ``folder/model.safetensors``, each written atomically; the
+    config keeps the detector's training config (``extra``'s, else the one it was loaded
+    with)."""
     from mmaif.model.storage import write_folder
 
+    kept = {"training": model.trained_with} if model.trained_with else {}
     return write_folder(folder, model.state_dict(),
-                        {"detector": asdict(model.cfg), **(extra or {})})
+                        {"detector": asdict(model.cfg), **kept, **(extra or {})})
 
 
 def load_detector(folder: str | Path, device: str | torch.device = "cpu"
@@ -280,4 +284,5 @@ def load_detector(folder: str | Path, device: str | torch.device = "cpu"
     if missing or unexpected:
         raise InputError(f"{cand}: the weights do not match the config (missing "
                          f"{len(missing)}, unexpected {len(unexpected)})")
+    model.trained_with = meta.get("training")
     return model.to(device).eval()
