@@ -62,7 +62,7 @@ def main() -> None:
     tok = PixelTokenizer()
     torch.manual_seed(0)
     bare = FusionDiT(make_config("tiny", latent_channels=tok.z, text_dim=384)).eval()
-    reg = Regression(Components(bare, tok, None, "reg"))
+    reg = Regression(Components(bare, tok, None))
     a, b, pooled = torch.rand(1, 3, 480, 640) * 2 - 1, torch.rand(1, 3, 480, 640) * 2 - 1, \
         torch.randn(1, 384)
     with torch.no_grad():

@@ -40,7 +40,7 @@ VARIANTS = {"fullres head": dict(head="fullres"),
 def predict(model, tok, a, b, pooled):
     """Images in [-1, 1] (B, 3, H, W) -> (fused image in [-1, 1], aux): the one regression
     step of training and inference (``Regression.predict``), so any head config works."""
-    image, _, aux = Regression(Components(model, tok, None, "reg")).predict(model, a, b, pooled)
+    image, _, aux = Regression(Components(model, tok, None)).predict(model, a, b, pooled)
     return image, aux
 
 
