@@ -29,11 +29,16 @@ def test_shipped_files_card_and_config(pipe):
     meta = json.loads((DEFAULT_MODEL / "config.json").read_text())
     assert meta["pipeline"] == {"tokenizer": "pixel", "text": "minilm"}
     assert pipe.objective == "reg" and not meta["model"]["flow"]
-    # the recipe of scripts/train_default.sh's last stage
-    recipe = read_yaml_mapping(REPO / "configs/recipes/default/4_gates.yaml")
-    for key in ("seed", "init_from", "prompt_dropout", "distill_weight", "max_steps"):
-        assert meta["training"][key] == recipe[key], key
-    assert meta["training"]["data"] == recipe["data"] and meta["training"]["preset"] == "tiny"
+    # scripts/train_default.sh's last stage: stage 4's weights averaged with the last run's
+    average = meta["training"]["average"]
+    assert average["first"] == "src/mmaif/weights/default" and 0 < average["alpha"] < 1
+    run, recipe = average["second_training"], read_yaml_mapping(
+        REPO / "configs/recipes/default/5_long.yaml")
+    assert average["second"] == recipe["out"]
+    for key in ("seed", "init_from", "prompt_dropout", "distill_weight", "max_steps", "data",
+                "full_candidates"):
+        assert run[key] == recipe[key], key
+    assert run["model"]["preset"] == "tiny"
     assert pipe.model.cfg.patch == 2 and pipe.model.cfg.head == "fullres"
     assert list(pipe.model.cfg.evidence) == recipe["model"]["evidence"]
     card = (DEFAULT_MODEL / "README.md").read_text()
