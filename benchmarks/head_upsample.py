@@ -51,9 +51,10 @@ def main() -> None:
     scores: dict = {}
     for row, kind, prompt in clean + [(row, "degraded", row["prompt"]) for row in rows]:
         s = render(row)
+        gt0 = s["gt"].astype(np.float32)
+        band = edge_band(np.atleast_3d(gt0))  # one band per sample, both modes
         for mode in MODES:
-            gt = s["gt"].astype(np.float32)
-            band = edge_band(np.atleast_3d(gt))
+            gt = gt0
             pipe.model.cfg.upsample = mode
             out = pipe(s["a"], s["b"], prompt=prompt, task=row["task"], output="numpy")
             if out.ndim != gt.ndim:  # gray GT, colour output: compare luminances

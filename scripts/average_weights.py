@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     a.training = {"average": {"first": args.first, "second": args.second, "alpha": args.alpha,
                               "first_training": a.training, "second_training": b.training}}
     tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # a crashed earlier run's leftovers
     a.save_pretrained(tmp)
     tmp.rename(out)
     print(f"wrote {out}: (1 - {args.alpha}) * {args.first} + {args.alpha} * {args.second}")

@@ -79,3 +79,13 @@ def test_existing_out_and_other_architecture_are_refused(two, tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "differ at" in err and "one architecture" in err
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_crashed_runs_leftovers_do_not_end_up_in_the_folder(two):
+    first, second, root = two
+    stale = root / ".fresh.tmp"
+    (stale / "tokenizer").mkdir(parents=True)
+    (stale / "tokenizer" / "old.bin").write_bytes(b"from a crashed run")
+    assert _script().main([str(first), str(second), "--out", str(root / "fresh")]) == 0
+    assert not (root / "fresh" / "tokenizer").exists() and not stale.exists()
+    FusionPipeline.from_pretrained(root / "fresh")
